@@ -1,0 +1,51 @@
+//! lifecert's domain: identifiers, money, months, the certification policy, the
+//! payment state machine and the payment-ledger rules. Pure: no I/O, no clock.
+
+pub mod certification;
+pub mod money;
+pub mod month;
+pub mod national_id;
+pub mod payment;
+pub mod policy;
+pub mod recipient;
+pub mod region;
+pub mod sensitive;
+
+pub use certification::{Channel, FailReason, Outcome};
+pub use money::Fen;
+pub use month::{add_months_clamped, YearMonth};
+pub use national_id::{Gender, NationalId};
+pub use payment::{Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason};
+pub use policy::{Anchor, Policy};
+pub use recipient::{CountryCode, InsuranceType, Residence};
+pub use region::RegionCode;
+pub use sensitive::Sensitive;
+
+/// A value that failed to parse, with a message meant for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ParseError(message.into())
+    }
+}
+
+/// Parses a calendar date written `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, ParseError> {
+    let t = s.trim();
+    let ok_shape = t.len() == 10
+        && t.as_bytes()[4] == b'-'
+        && t.as_bytes()[7] == b'-'
+        && t.bytes()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    if !ok_shape {
+        return Err(ParseError::new(format!(
+            "{t:?} is not a date: write it as YYYY-MM-DD, e.g. 2025-03-31"
+        )));
+    }
+    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .map_err(|_| ParseError::new(format!("{t:?} is not a real calendar date")))
+}
