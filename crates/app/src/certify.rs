@@ -1,0 +1,176 @@
+//! Recording a certification made with a member of staff (counter, community, home
+//! visit, video, overseas, ...). A pass renews validity and lifts an `overdue` suspension.
+
+use crate::recipients::effective_certified_on;
+use crate::{date_str, parse_stored_date, Actor, App, AppError, Result};
+use chrono::NaiveDate;
+use lifecert_domain::{
+    Channel, FailReason, NationalId, Outcome, PaymentStatus, RegionCode, SuspensionReason,
+};
+use lifecert_store::CertificationRow;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct CertifyRequest {
+    pub id_number: NationalId,
+    pub channel: Channel,
+    pub date: NaiveDate,
+    pub outcome: Outcome,
+    /// Required for `fail` (a [`FailReason`]); optional for `doubtful`.
+    pub reason: Option<String>,
+    /// Where it was performed, if not the pensioner's home region (异地认证).
+    pub region_code: Option<RegionCode>,
+    /// Document numbers, scores or file references.
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertifyReport {
+    pub certification_id: i64,
+    pub outcome: String,
+    pub next_due_on: String,
+    pub status: String,
+    /// A review case opened for a doubtful result.
+    pub review_case_id: Option<i64>,
+}
+
+fn check_reason(outcome: Outcome, reason: Option<&str>) -> Result<Option<String>> {
+    match (outcome, reason.map(str::trim).filter(|r| !r.is_empty())) {
+        (Outcome::Fail, None) => Err(AppError::invalid(
+            "reason",
+            format!(
+                "a failed certification needs --reason, one of {}",
+                FailReason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        (Outcome::Fail, Some(r)) => FailReason::parse(r)
+            .map(|r| Some(r.as_str().to_string()))
+            .map_err(|e| AppError::invalid("reason", e.to_string())),
+        (_, Some(r)) if r.len() > 64 || !r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            Err(AppError::invalid(
+                "reason",
+                "a reason is a short code in lower case with underscores, e.g. photo_unclear",
+            ))
+        }
+        (_, r) => Ok(r.map(str::to_string)),
+    }
+}
+
+impl App {
+    #[tracing::instrument(skip_all, fields(channel = %req.channel, outcome = %req.outcome))]
+    pub async fn certify(&self, actor: &Actor, req: &CertifyRequest) -> Result<CertifyReport> {
+        let today = self.today();
+        if req.date > today {
+            return Err(AppError::invalid(
+                "date",
+                format!("{} is in the future: a certification is dated the day it was made", req.date),
+            ));
+        }
+        let reason = check_reason(req.outcome, req.reason.as_deref())?;
+        let now = self.now_string();
+        let mut tx = self.store.begin_write().await?;
+        let r = self.recipient_for_update(&mut tx, &req.id_number).await?;
+        let mut status = PaymentStatus::from_parts(&r.status, r.suspension_reason.as_deref())
+            .map_err(|e| AppError::Corrupt(e.to_string()))?;
+        if status == PaymentStatus::Terminated {
+            return Err(AppError::conflict(
+                "recipient_terminated",
+                format!(
+                    "payment to {} was terminated after a confirmed death; a certification cannot be recorded (lodge an appeal if the death was wrong)",
+                    req.id_number.masked()
+                ),
+            ));
+        }
+        let birth = parse_stored_date(&r.birth_date)?;
+        if req.date < birth {
+            return Err(AppError::invalid("date", "the date is before the pensioner's birth date"));
+        }
+        let certification_id = tx
+            .insert_certification(&CertificationRow {
+                recipient_id: r.id,
+                channel: req.channel.as_str().to_string(),
+                certified_on: date_str(req.date),
+                recorded_at: now.clone(),
+                actor: actor.label(),
+                region_code: Some(
+                    req.region_code
+                        .map(|c| c.as_str().to_string())
+                        .unwrap_or_else(|| r.region_code.clone()),
+                ),
+                outcome: req.outcome.as_str().to_string(),
+                reason: reason.clone(),
+                evidence: req.evidence.clone(),
+            })
+            .await?;
+        self.audit(
+            &mut tx,
+            actor,
+            "certification.recorded",
+            Some(r.id),
+            serde_json::json!({
+                "certification_id": certification_id,
+                "channel": req.channel.as_str(),
+                "certified_on": date_str(req.date),
+                "outcome": req.outcome.as_str(),
+                "reason": reason,
+            }),
+        );
+        let mut next_due_on = r.next_due_on.clone();
+        let mut review_case_id = None;
+        match req.outcome {
+            Outcome::Pass => {
+                // Only a newer certification moves the due date (an older one, entered
+                // late, is kept on record but changes nothing).
+                if req.date > effective_certified_on(&r)? {
+                    next_due_on = date_str(self.policy.next_due_on(req.date, birth));
+                    tx.set_certified(r.id, &date_str(req.date), &next_due_on, &now).await?;
+                }
+                let due = parse_stored_date(&next_due_on)?;
+                if status == PaymentStatus::Suspended(SuspensionReason::Overdue)
+                    && !self.policy.is_past_grace(due, today)
+                {
+                    status = status
+                        .resume(SuspensionReason::Overdue)
+                        .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
+                    tx.set_status(r.id, status.as_str(), None, &date_str(today), &now).await?;
+                    self.audit(
+                        &mut tx,
+                        actor,
+                        "recipient.resumed",
+                        Some(r.id),
+                        serde_json::json!({"cleared": "overdue", "certification_id": certification_id}),
+                    );
+                }
+            }
+            Outcome::Doubtful => {
+                let case = tx
+                    .open_review_case(
+                        r.id,
+                        "doubtful_certification",
+                        Some(certification_id),
+                        &actor.label(),
+                        &now,
+                        &serde_json::json!({"channel": req.channel.as_str(), "reason": reason}).to_string(),
+                    )
+                    .await?;
+                self.audit(
+                    &mut tx,
+                    actor,
+                    "review_case.opened",
+                    Some(r.id),
+                    serde_json::json!({"case_id": case, "kind": "doubtful_certification"}),
+                );
+                review_case_id = Some(case);
+            }
+            Outcome::Fail => {}
+        }
+        tx.commit().await?;
+        Ok(CertifyReport {
+            certification_id,
+            outcome: req.outcome.as_str().to_string(),
+            next_due_on,
+            status: status.as_str().to_string(),
+            review_case_id,
+        })
+    }
+}

@@ -1,0 +1,135 @@
+//! lifecert's use cases. Every state change goes through here and writes its audit
+//! entry in the same transaction; the CLI (and later the HTTP API and feeds) call these.
+
+pub mod certify;
+pub mod clock;
+pub mod cycle;
+pub mod death;
+pub mod demo_data;
+pub mod error;
+pub mod import;
+pub mod keys;
+pub mod payments;
+pub mod recipients;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::AppError;
+
+use lifecert_crypto::{Field, KeyRing};
+use lifecert_domain::{NationalId, Policy};
+use lifecert_store::{AuditEntry, Store, WriteTx};
+use std::sync::Arc;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// Who performs a use case; written into every audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A member of staff, by user name.
+    Staff(String),
+    /// Another system (a data feed, a partner), by name.
+    Integration(String),
+    /// lifecert itself (scheduled jobs).
+    System,
+}
+
+impl Actor {
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Staff(name) => format!("staff:{name}"),
+            Actor::Integration(name) => format!("integration:{name}"),
+            Actor::System => "system".to_string(),
+        }
+    }
+}
+
+/// The application: storage, keys, policy and clock, passed explicitly.
+#[derive(Clone)]
+pub struct App {
+    store: Store,
+    keys: KeyRing,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+}
+
+const KEY_CHECK: &str = "key_check";
+
+impl App {
+    /// Wraps an open store. The first time a database is used, a check value encrypted
+    /// with the configured key is stored; afterwards a different key is refused with a
+    /// clear error instead of producing garbage.
+    pub async fn new(
+        store: Store,
+        keys: KeyRing,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App> {
+        let stored = store.meta_init(KEY_CHECK, &keys.check_value()).await?;
+        keys.verify_check_value(&stored)?;
+        Ok(App {
+            store,
+            keys,
+            policy,
+            clock,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock.today()
+    }
+
+    pub(crate) fn now_string(&self) -> String {
+        self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    pub(crate) fn id_bidx(&self, id: &NationalId) -> Vec<u8> {
+        self.keys.blind_index(Field::IdNumber, id.as_str()).to_vec()
+    }
+
+    pub(crate) fn audit(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        action: &str,
+        recipient_id: Option<i64>,
+        details: serde_json::Value,
+    ) {
+        tx.audit(AuditEntry {
+            occurred_at: self.now_string(),
+            actor: actor.label(),
+            action: action.to_string(),
+            recipient_id,
+            details: details.to_string(),
+        });
+    }
+
+    pub(crate) fn decrypt_id(&self, enc: &[u8]) -> Result<NationalId> {
+        let s = self.keys.decrypt_str(Field::IdNumber, enc)?;
+        NationalId::parse(&s)
+            .map_err(|e| AppError::Corrupt(format!("a stored ID number does not parse: {e}")))
+    }
+
+    pub(crate) fn decrypt_name(&self, enc: &[u8]) -> Result<String> {
+        Ok(self.keys.decrypt_str(Field::Name, enc)?)
+    }
+}
+
+pub(crate) fn date_str(d: chrono::NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+pub(crate) fn parse_stored_date(s: &str) -> Result<chrono::NaiveDate> {
+    lifecert_domain::parse_date(s).map_err(|e| AppError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn parse_stored_month(s: &str) -> Result<lifecert_domain::YearMonth> {
+    lifecert_domain::YearMonth::parse(s).map_err(|e| AppError::Corrupt(e.to_string()))
+}

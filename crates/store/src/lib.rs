@@ -1,0 +1,242 @@
+//! Storage for lifecert on SQLite (embedded, the default) and PostgreSQL, from one
+//! implementation: every column is a basic type (BIGINT, TEXT, BLOB/BYTEA), so sqlx's
+//! `Any` driver serves both, and only the migrations and placeholders differ.
+
+mod audit;
+mod migrate;
+mod records;
+
+pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
+pub use records::*;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Url(String),
+    #[error("{0}")]
+    Schema(String),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// SQL is written with `?` placeholders; PostgreSQL wants `$1, $2, ...`.
+    pub fn sql(self, sql: &str) -> String {
+        match self {
+            Dialect::Sqlite => sql.to_string(),
+            Dialect::Postgres => {
+                let mut out = String::with_capacity(sql.len() + 16);
+                let mut n = 0;
+                for c in sql.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The path of the SQLite database file in a `sqlite:` URL, if it is one.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects and brings the schema up to date. A SQLite file (and its folder) is
+    /// created if missing.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if url.starts_with("sqlite:") {
+            if let Some(path) = sqlite_path(url) {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Url(format!("cannot create folder {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Dialect::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Url(format!(
+                "unsupported database URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
+                redact_url(url)
+            )));
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Url(format!("invalid database URL: {e}")))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 4,
+                Dialect::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 30000",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Url(format!(
+                    "cannot open database {}: {e}",
+                    redact_url(&url)
+                ))
+            })?;
+        let store = Store { pool, dialect };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        self.dialect.sql(sql)
+    }
+
+    /// Starts a transaction that changes state. It locks the audit chain's head first, so
+    /// writers queue up here (and SQLite takes its write lock at once instead of failing
+    /// to upgrade a read lock later); every entry added with [`WriteTx::audit`] is written
+    /// in the same transaction as the change it records.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
+        let mut tx = self.pool.begin().await?;
+        let head = audit::lock_head(&mut tx, self.dialect).await?;
+        Ok(WriteTx {
+            tx,
+            dialect: self.dialect,
+            head,
+            pending: Vec::new(),
+        })
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides the password in a database URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub struct WriteTx {
+    tx: Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    head: audit::Head,
+    pending: Vec<AuditRecord>,
+}
+
+impl WriteTx {
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        self.dialect.sql(sql)
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Adds an entry to the audit chain; it is written when the transaction commits.
+    pub fn audit(&mut self, entry: AuditEntry) {
+        let record = self.head.append(entry);
+        self.pending.push(record);
+    }
+
+    /// Writes the pending audit entries and the new chain head, then commits.
+    pub async fn commit(mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        audit::write(&mut self.tx, self.dialect, &pending, &self.head).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_urls() {
+        assert_eq!(Dialect::Postgres.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(Dialect::Sqlite.sql("a = ?"), "a = ?");
+        assert_eq!(
+            redact_url("postgres://me:secret@localhost/db"),
+            "postgres://me:***@localhost/db"
+        );
+        assert_eq!(
+            sqlite_path("sqlite://lifecert-data/lifecert.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("lifecert-data/lifecert.db")
+        );
+    }
+}

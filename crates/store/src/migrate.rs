@@ -1,0 +1,60 @@
+//! Forward-only schema migrations; SQLite and PostgreSQL carry the same version numbers.
+
+use crate::{Dialect, Result, Store, StoreError};
+use sqlx::{Executor, Row};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+}];
+
+pub(crate) async fn run(store: &Store) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    if store.dialect == Dialect::Postgres {
+        // Several nodes may start at once; one migrates, the others wait here.
+        tx.execute("SELECT pg_advisory_xact_lock(7311993)").await?;
+    }
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    let known = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
+    if let Some(newer) = applied.iter().find(|v| **v > known) {
+        return Err(StoreError::Schema(format!(
+            "the database has schema version {newer}, newer than this lifecert knows ({known}): upgrade lifecert"
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let script = match store.dialect {
+            Dialect::Sqlite => m.sqlite,
+            Dialect::Postgres => m.postgres,
+        };
+        for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            tx.execute(statement).await.map_err(|e| {
+                StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name))
+            })?;
+        }
+        sqlx::query(&store.sql("INSERT INTO schema_migrations (version, name) VALUES (?, ?)"))
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
