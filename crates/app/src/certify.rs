@@ -40,7 +40,11 @@ fn check_reason(outcome: Outcome, reason: Option<&str>) -> Result<Option<String>
             "reason",
             format!(
                 "a failed certification needs --reason, one of {}",
-                FailReason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                FailReason::ALL
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
         (Outcome::Fail, Some(r)) => FailReason::parse(r)
@@ -63,7 +67,10 @@ impl App {
         if req.date > today {
             return Err(AppError::invalid(
                 "date",
-                format!("{} is in the future: a certification is dated the day it was made", req.date),
+                format!(
+                    "{} is in the future: a certification is dated the day it was made",
+                    req.date
+                ),
             ));
         }
         let reason = check_reason(req.outcome, req.reason.as_deref())?;
@@ -83,7 +90,10 @@ impl App {
         }
         let birth = parse_stored_date(&r.birth_date)?;
         if req.date < birth {
-            return Err(AppError::invalid("date", "the date is before the pensioner's birth date"));
+            return Err(AppError::invalid(
+                "date",
+                "the date is before the pensioner's birth date",
+            ));
         }
         let certification_id = tx
             .insert_certification(&CertificationRow {
@@ -123,7 +133,8 @@ impl App {
                 // late, is kept on record but changes nothing).
                 if req.date > effective_certified_on(&r)? {
                     next_due_on = date_str(self.policy.next_due_on(req.date, birth));
-                    tx.set_certified(r.id, &date_str(req.date), &next_due_on, &now).await?;
+                    tx.set_certified(r.id, &date_str(req.date), &next_due_on, &now)
+                        .await?;
                 }
                 let due = parse_stored_date(&next_due_on)?;
                 if status == PaymentStatus::Suspended(SuspensionReason::Overdue)
@@ -132,7 +143,8 @@ impl App {
                     status = status
                         .resume(SuspensionReason::Overdue)
                         .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
-                    tx.set_status(r.id, status.as_str(), None, &date_str(today), &now).await?;
+                    tx.set_status(r.id, status.as_str(), None, &date_str(today), &now)
+                        .await?;
                     self.audit(
                         &mut tx,
                         actor,
@@ -150,7 +162,8 @@ impl App {
                         Some(certification_id),
                         &actor.label(),
                         &now,
-                        &serde_json::json!({"channel": req.channel.as_str(), "reason": reason}).to_string(),
+                        &serde_json::json!({"channel": req.channel.as_str(), "reason": reason})
+                            .to_string(),
                     )
                     .await?;
                 self.audit(

@@ -25,7 +25,9 @@ pub struct FixedClock(Mutex<DateTime<Utc>>);
 
 impl FixedClock {
     pub fn at(date: NaiveDate) -> Self {
-        FixedClock(Mutex::new(date.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc()))
+        FixedClock(Mutex::new(
+            date.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc(),
+        ))
     }
 
     pub fn set(&self, date: NaiveDate) {

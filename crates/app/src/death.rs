@@ -39,15 +39,25 @@ pub(crate) fn parse_month_list(s: Option<&str>) -> Result<BTreeSet<YearMonth>> {
 }
 
 impl App {
-    async fn overpayment(&self, tx: &mut WriteTx, r: &RecipientRow, death_date: NaiveDate) -> Result<(Vec<YearMonth>, Fen)> {
+    async fn overpayment(
+        &self,
+        tx: &mut WriteTx,
+        r: &RecipientRow,
+        death_date: NaiveDate,
+    ) -> Result<(Vec<YearMonth>, Fen)> {
         let death_month = YearMonth::of(death_date);
-        let settled_through = r.settled_through.as_deref().map(parse_stored_month).transpose()?;
+        let settled_through = r
+            .settled_through
+            .as_deref()
+            .map(parse_stored_month)
+            .transpose()?;
         let settled_after = parse_month_list(r.settled_after.as_deref())?;
         let mut forfeited = BTreeSet::new();
         for months in tx.forfeited_months(r.id, &death_month.to_string()).await? {
             forfeited.extend(parse_month_list(Some(&months))?);
         }
-        let paid_after: BTreeSet<YearMonth> = settled_after.difference(&forfeited).copied().collect();
+        let paid_after: BTreeSet<YearMonth> =
+            settled_after.difference(&forfeited).copied().collect();
         let months = overpaid_months(death_month, settled_through, &paid_after, &forfeited);
         let amount = Fen::new(r.monthly_amount_fen).times(months.len());
         Ok((months, amount))
@@ -65,31 +75,69 @@ impl App {
     ) -> Result<DeathReport> {
         let source = source.trim();
         if source.is_empty() || source.chars().count() > 64 {
-            return Err(AppError::invalid("source", "name the source of the report (at most 64 characters), e.g. public_security"));
+            return Err(AppError::invalid(
+                "source",
+                "name the source of the report (at most 64 characters), e.g. public_security",
+            ));
         }
         if date > self.today() {
-            return Err(AppError::invalid("date", format!("{date} is in the future")));
+            return Err(AppError::invalid(
+                "date",
+                format!("{date} is in the future"),
+            ));
         }
         let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
         if date < parse_stored_date(&r.birth_date)? {
-            return Err(AppError::invalid("date", "the date of death is before the birth date"));
+            return Err(AppError::invalid(
+                "date",
+                "the date of death is before the birth date",
+            ));
         }
         let status = status_of(&r)?;
         let date_s = date_str(date);
         let already = status == PaymentStatus::Suspended(SuspensionReason::DeathReported);
-        if already && r.death_date.as_deref() == Some(date_s.as_str()) && r.death_source.as_deref() == Some(source) {
+        if already
+            && r.death_date.as_deref() == Some(date_s.as_str())
+            && r.death_source.as_deref() == Some(source)
+        {
             let (months, amount) = self.overpayment(&mut tx, &r, date).await?;
             return Ok(death_report(status, Some(date_s), &months, amount, None));
         }
-        let new_status = if already { status } else { status.suspend(SuspensionReason::DeathReported).map_err(transition_error)? };
+        let new_status = if already {
+            status
+        } else {
+            status
+                .suspend(SuspensionReason::DeathReported)
+                .map_err(transition_error)?
+        };
         if !already {
-            tx.set_status(r.id, new_status.as_str(), Some("death_reported"), &date_str(self.today()), &now).await?;
+            tx.set_status(
+                r.id,
+                new_status.as_str(),
+                Some("death_reported"),
+                &date_str(self.today()),
+                &now,
+            )
+            .await?;
             let case = tx
-                .open_review_case(r.id, "confirm_death", None, &actor.label(), &now, &serde_json::json!({"source": source}).to_string())
+                .open_review_case(
+                    r.id,
+                    "confirm_death",
+                    None,
+                    &actor.label(),
+                    &now,
+                    &serde_json::json!({"source": source}).to_string(),
+                )
                 .await?;
-            self.audit(&mut tx, actor, "review_case.opened", Some(r.id), serde_json::json!({"case_id": case, "kind": "confirm_death"}));
+            self.audit(
+                &mut tx,
+                actor,
+                "review_case.opened",
+                Some(r.id),
+                serde_json::json!({"case_id": case, "kind": "confirm_death"}),
+            );
         }
         tx.set_death(r.id, Some(&date_s), Some(source)).await?;
         self.audit(
@@ -101,7 +149,13 @@ impl App {
         );
         let (months, amount) = self.overpayment(&mut tx, &r, date).await?;
         tx.commit().await?;
-        Ok(death_report(new_status, Some(date_s), &months, amount, None))
+        Ok(death_report(
+            new_status,
+            Some(date_s),
+            &months,
+            amount,
+            None,
+        ))
     }
 
     /// A reviewer confirms a reported death: payment is terminated and every month paid
@@ -111,7 +165,9 @@ impl App {
         let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
-        let status = status_of(&r)?.terminate_for_death().map_err(transition_error)?;
+        let status = status_of(&r)?
+            .terminate_for_death()
+            .map_err(transition_error)?;
         let death_date = r
             .death_date
             .as_deref()
@@ -119,13 +175,18 @@ impl App {
             .transpose()?
             .ok_or_else(|| AppError::Corrupt("a reported death has no date".to_string()))?;
         let (months, amount) = self.overpayment(&mut tx, &r, death_date).await?;
-        tx.set_status(r.id, status.as_str(), None, &date_str(self.today()), &now).await?;
-        tx.close_review_cases(r.id, "confirm_death", "confirmed").await?;
+        tx.set_status(r.id, status.as_str(), None, &date_str(self.today()), &now)
+            .await?;
+        tx.close_review_cases(r.id, "confirm_death", "confirmed")
+            .await?;
         let recovery = if months.is_empty() {
             None
         } else {
             let list: Vec<String> = months.iter().map(|m| m.to_string()).collect();
-            Some(tx.open_recovery_case(r.id, &list.join(","), amount.get(), &now).await?)
+            Some(
+                tx.open_recovery_case(r.id, &list.join(","), amount.get(), &now)
+                    .await?,
+            )
         };
         self.audit(
             &mut tx,
@@ -140,7 +201,13 @@ impl App {
             }),
         );
         tx.commit().await?;
-        Ok(death_report(status, r.death_date, &months, amount, recovery))
+        Ok(death_report(
+            status,
+            r.death_date,
+            &months,
+            amount,
+            recovery,
+        ))
     }
 
     /// The death report was wrong (or voided at its source): the suspension is lifted and
@@ -151,16 +218,28 @@ impl App {
         let today = self.today();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
-        let mut status = status_of(&r)?.resume(SuspensionReason::DeathReported).map_err(transition_error)?;
+        let mut status = status_of(&r)?
+            .resume(SuspensionReason::DeathReported)
+            .map_err(transition_error)?;
         // A pensioner who is also long overdue goes back to that suspension rather than
         // being paid without a valid certification.
         let due = parse_stored_date(&r.next_due_on)?;
         if self.policy.is_past_grace(due, today) {
-            status = status.suspend(SuspensionReason::Overdue).map_err(transition_error)?;
+            status = status
+                .suspend(SuspensionReason::Overdue)
+                .map_err(transition_error)?;
         }
-        tx.set_status(r.id, status.as_str(), status.suspension_reason().map(|s| s.as_str()), &date_str(today), &now).await?;
+        tx.set_status(
+            r.id,
+            status.as_str(),
+            status.suspension_reason().map(|s| s.as_str()),
+            &date_str(today),
+            &now,
+        )
+        .await?;
         tx.set_death(r.id, None, None).await?;
-        tx.close_review_cases(r.id, "confirm_death", "voided").await?;
+        tx.close_review_cases(r.id, "confirm_death", "voided")
+            .await?;
         self.audit(
             &mut tx,
             actor,
@@ -173,7 +252,13 @@ impl App {
     }
 }
 
-fn death_report(status: PaymentStatus, death_date: Option<String>, months: &[YearMonth], amount: Fen, recovery_case_id: Option<i64>) -> DeathReport {
+fn death_report(
+    status: PaymentStatus,
+    death_date: Option<String>,
+    months: &[YearMonth],
+    amount: Fen,
+    recovery_case_id: Option<i64>,
+) -> DeathReport {
     DeathReport {
         status: status.as_str().to_string(),
         suspension_reason: status.suspension_reason().map(|r| r.as_str().to_string()),

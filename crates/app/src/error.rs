@@ -13,9 +13,9 @@ pub enum AppError {
     /// The request is valid but the pensioner's state does not allow it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Crypto(#[from] CryptoError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(String),
@@ -52,4 +52,3 @@ impl AppError {
         }
     }
 }
-

@@ -215,19 +215,40 @@ fn normalise_phone(s: &str) -> Option<String> {
         .map(|_| digits.clone())
 }
 
-fn validate(h: &Header, cells: &[String], line: u64, today: NaiveDate) -> Result<ValidRow, RowError> {
+fn validate(
+    h: &Header,
+    cells: &[String],
+    line: u64,
+    today: NaiveDate,
+) -> Result<ValidRow, RowError> {
     use Column as C;
     let id = NationalId::parse(h.get(cells, C::IdNumber))
         .map_err(|e| row_error(line, C::IdNumber, "invalid_id_number", e.to_string()))?;
     let name = h.get(cells, C::Name);
     if name.is_empty() {
-        return Err(row_error(line, C::Name, "missing_name", "the name is empty"));
+        return Err(row_error(
+            line,
+            C::Name,
+            "missing_name",
+            "the name is empty",
+        ));
     }
     if name.chars().count() > 64 {
-        return Err(row_error(line, C::Name, "invalid_name", "a name has at most 64 characters"));
+        return Err(row_error(
+            line,
+            C::Name,
+            "invalid_name",
+            "a name has at most 64 characters",
+        ));
     }
-    let insurance_type = InsuranceType::parse_any(h.get(cells, C::InsuranceType))
-        .map_err(|e| row_error(line, C::InsuranceType, "invalid_insurance_type", e.to_string()))?;
+    let insurance_type = InsuranceType::parse_any(h.get(cells, C::InsuranceType)).map_err(|e| {
+        row_error(
+            line,
+            C::InsuranceType,
+            "invalid_insurance_type",
+            e.to_string(),
+        )
+    })?;
     let region = RegionCode::parse(h.get(cells, C::RegionCode))
         .map_err(|e| row_error(line, C::RegionCode, "invalid_region_code", e.to_string()))?;
     let birth_month = YearMonth::of(id.birth_date());
@@ -238,7 +259,9 @@ fn validate(h: &Header, cells: &[String], line: u64, today: NaiveDate) -> Result
             line,
             C::BenefitStart,
             "invalid_date",
-            format!("the benefit start {benefit_start} is not after the birth date in the ID number"),
+            format!(
+                "the benefit start {benefit_start} is not after the birth date in the ID number"
+            ),
         ));
     }
     let monthly = Fen::parse_monthly_yuan(h.get(cells, C::MonthlyAmount))
@@ -246,20 +269,23 @@ fn validate(h: &Header, cells: &[String], line: u64, today: NaiveDate) -> Result
     let phone = match h.get(cells, C::Phone) {
         "" => None,
         p => Some(normalise_phone(p).ok_or_else(|| {
-            row_error(line, C::Phone, "invalid_phone", format!("{p:?} is not a phone number"))
+            row_error(
+                line,
+                C::Phone,
+                "invalid_phone",
+                format!("{p:?} is not a phone number"),
+            )
         })?),
     };
     let residence = Residence::parse_any(h.get(cells, C::Residence))
         .map_err(|e| row_error(line, C::Residence, "invalid_residence", e.to_string()))?;
     let country = match (residence, h.get(cells, C::Country)) {
-        (Residence::Abroad, "") => {
-            return Err(row_error(
-                line,
-                C::Country,
-                "missing_country",
-                "a pensioner living abroad needs the country of residence (ISO 3166 alpha-2, e.g. US)",
-            ))
-        }
+        (Residence::Abroad, "") => return Err(row_error(
+            line,
+            C::Country,
+            "missing_country",
+            "a pensioner living abroad needs the country of residence (ISO 3166 alpha-2, e.g. US)",
+        )),
         (_, "") => None,
         (_, c) => Some(
             CountryCode::parse(c)
@@ -335,7 +361,9 @@ impl Source {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
             .unwrap_or_default();
-        let io_err = |e: &dyn std::fmt::Display| AppError::Io(format!("cannot read {}: {e}", path.display()));
+        let io_err = |e: &dyn std::fmt::Display| {
+            AppError::Io(format!("cannot read {}: {e}", path.display()))
+        };
         if matches!(ext.as_str(), "xlsx" | "xlsm" | "xls" | "xlsb" | "ods") {
             return open_xlsx(path);
         }
@@ -346,14 +374,27 @@ impl Source {
             .flexible(true)
             .from_reader(file);
         let mut record = csv::ByteRecord::new();
-        if !reader.read_byte_record(&mut record).map_err(|e| io_err(&e))? {
-            return Err(AppError::invalid("header", "the file is empty: the first line must name the columns"));
+        if !reader
+            .read_byte_record(&mut record)
+            .map_err(|e| io_err(&e))?
+        {
+            return Err(AppError::invalid(
+                "header",
+                "the file is empty: the first line must name the columns",
+            ));
         }
         let header = record
             .iter()
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
-        Ok((Source::Csv { reader, record, total }, header))
+        Ok((
+            Source::Csv {
+                reader,
+                record,
+                total,
+            },
+            header,
+        ))
     }
 
     fn next_row(&mut self) -> Option<SourceRow> {
@@ -402,7 +443,9 @@ impl Source {
 
 fn open_xlsx(path: &Path) -> Result<(Source, Vec<String>)> {
     use calamine::{open_workbook_auto, Data, Reader};
-    let fail = |e: &dyn std::fmt::Display| AppError::Io(format!("cannot read spreadsheet {}: {e}", path.display()));
+    let fail = |e: &dyn std::fmt::Display| {
+        AppError::Io(format!("cannot read spreadsheet {}: {e}", path.display()))
+    };
     let mut book = open_workbook_auto(path).map_err(|e| fail(&e))?;
     let range = book
         .worksheet_range_at(0)
@@ -427,7 +470,12 @@ fn open_xlsx(path: &Path) -> Result<(Source, Vec<String>)> {
     let mut rows = range.rows();
     let header: Vec<String> = rows
         .next()
-        .ok_or_else(|| AppError::invalid("header", "the sheet is empty: the first row must name the columns"))?
+        .ok_or_else(|| {
+            AppError::invalid(
+                "header",
+                "the sheet is empty: the first row must name the columns",
+            )
+        })?
         .iter()
         .map(cell_text)
         .collect();
@@ -435,7 +483,10 @@ fn open_xlsx(path: &Path) -> Result<(Source, Vec<String>)> {
         .iter()
         .enumerate()
         .filter(|(_, h)| {
-            matches!(Column::from_header(h), Some(Column::BenefitStart | Column::PaidThrough))
+            matches!(
+                Column::from_header(h),
+                Some(Column::BenefitStart | Column::PaidThrough)
+            )
         })
         .map(|(i, _)| i)
         .collect();
@@ -522,14 +573,24 @@ impl App {
                 }
             }
             if batch.len() >= IMPORT_BATCH {
-                self.store_batch(actor, &file_name, &mut batch, &mut report).await?;
+                self.store_batch(actor, &file_name, &mut batch, &mut report)
+                    .await?;
                 let (done, total) = source.progress();
-                progress(ImportProgress { done, total, rows: report.rows });
+                progress(ImportProgress {
+                    done,
+                    total,
+                    rows: report.rows,
+                });
             }
         }
-        self.store_batch(actor, &file_name, &mut batch, &mut report).await?;
+        self.store_batch(actor, &file_name, &mut batch, &mut report)
+            .await?;
         let (done, total) = source.progress();
-        progress(ImportProgress { done, total, rows: report.rows });
+        progress(ImportProgress {
+            done,
+            total,
+            rows: report.rows,
+        });
         report.errors.sort_by_key(|e| e.line);
         Ok(report)
     }
@@ -549,7 +610,10 @@ impl App {
                 fen.as_bytes(),
                 r.phone.as_deref().unwrap_or("").as_bytes(),
                 r.residence.as_str().as_bytes(),
-                r.country.map(|c| c.to_string()).unwrap_or_default().as_bytes(),
+                r.country
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+                    .as_bytes(),
                 last.as_bytes(),
                 paid.as_bytes(),
             ])
@@ -621,12 +685,17 @@ impl App {
 
     fn to_import(&self, r: &ValidRow) -> RecipientImport {
         let birth = r.id.birth_date();
-        let certified = r.last_certified_on.unwrap_or_else(|| r.benefit_start.first_day());
+        let certified = r
+            .last_certified_on
+            .unwrap_or_else(|| r.benefit_start.first_day());
         RecipientImport {
             id_bidx: self.id_bidx(&r.id),
             id_number_enc: self.keys.encrypt_str(Field::IdNumber, r.id.as_str()),
             name_enc: self.keys.encrypt_str(Field::Name, &r.name),
-            phone_enc: r.phone.as_ref().map(|p| self.keys.encrypt_str(Field::Phone, p)),
+            phone_enc: r
+                .phone
+                .as_ref()
+                .map(|p| self.keys.encrypt_str(Field::Phone, p)),
             gender: r.id.gender().as_str().to_string(),
             birth_date: date_str(birth),
             insurance_type: r.insurance_type.as_str().to_string(),
@@ -644,9 +713,17 @@ impl App {
 
     /// A changed row never rolls back what lifecert itself recorded since: a newer
     /// certification, or months a closed payment run settled.
-    fn merge_with_stored(&self, row: &mut RecipientImport, e: &lifecert_store::ImportExisting) -> Result<()> {
+    fn merge_with_stored(
+        &self,
+        row: &mut RecipientImport,
+        e: &lifecert_store::ImportExisting,
+    ) -> Result<()> {
         if let Some(stored) = &e.last_certified_on {
-            if row.last_certified_on.as_deref().is_none_or(|new| new < stored.as_str()) {
+            if row
+                .last_certified_on
+                .as_deref()
+                .is_none_or(|new| new < stored.as_str())
+            {
                 row.last_certified_on = Some(stored.clone());
             }
         }
@@ -657,7 +734,11 @@ impl App {
         let birth = crate::parse_stored_date(&row.birth_date)?;
         row.next_due_on = date_str(self.policy.next_due_on(certified, birth));
         if let Some(stored) = &e.settled_through {
-            if row.settled_through.as_deref().is_none_or(|new| new < stored.as_str()) {
+            if row
+                .settled_through
+                .as_deref()
+                .is_none_or(|new| new < stored.as_str())
+            {
                 row.settled_through = Some(stored.clone());
             }
         }

@@ -26,9 +26,19 @@ pub fn default_key_file(db_path: &Path) -> PathBuf {
     db_path.with_extension("key")
 }
 
-pub fn resolve_key_ring(settings: &KeySettings, database_url: &str) -> Result<(KeyRing, KeySource)> {
-    if let Some(list) = settings.master_key.as_deref().filter(|k| !k.trim().is_empty()) {
-        return Ok((KeyRing::from_key_list(list, settings.cipher)?, KeySource::Environment));
+pub fn resolve_key_ring(
+    settings: &KeySettings,
+    database_url: &str,
+) -> Result<(KeyRing, KeySource)> {
+    if let Some(list) = settings
+        .master_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+    {
+        return Ok((
+            KeyRing::from_key_list(list, settings.cipher)?,
+            KeySource::Environment,
+        ));
     }
     if let Some(path) = &settings.master_key_file {
         let list = load_key_file(path)?;
@@ -39,7 +49,10 @@ pub fn resolve_key_ring(settings: &KeySettings, database_url: &str) -> Result<(K
     }
     let how = "set LIFECERT_MASTER_KEY to the base64 of 32 random bytes (e.g. `openssl rand -base64 32`) or LIFECERT_MASTER_KEY_FILE to a file that holds it; keep it outside the database and back it up: without it the personal data cannot be read";
     let Some(db_path) = lifecert_store::sqlite_path(database_url) else {
-        return Err(AppError::invalid("master_key", format!("no master key is configured: {how}")));
+        return Err(AppError::invalid(
+            "master_key",
+            format!("no master key is configured: {how}"),
+        ));
     };
     let key_path = default_key_file(&db_path);
     if key_path.exists() {
@@ -60,7 +73,10 @@ pub fn resolve_key_ring(settings: &KeySettings, database_url: &str) -> Result<(K
         ));
     }
     let key = create_key_file(&key_path)?;
-    Ok((KeyRing::new(key, Vec::new(), settings.cipher), KeySource::Created(key_path)))
+    Ok((
+        KeyRing::new(key, Vec::new(), settings.cipher),
+        KeySource::Created(key_path),
+    ))
 }
 
 #[cfg(test)]

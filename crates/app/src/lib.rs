@@ -87,7 +87,9 @@ impl App {
     }
 
     pub(crate) fn now_string(&self) -> String {
-        self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        self.clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 
     pub(crate) fn id_bidx(&self, id: &NationalId) -> Vec<u8> {

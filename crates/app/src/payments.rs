@@ -5,7 +5,9 @@
 use crate::death::parse_month_list;
 use crate::{parse_stored_month, Actor, App, AppError, Result};
 use lifecert_domain::payment::advance_settled;
-use lifecert_domain::{Fen, Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason, YearMonth};
+use lifecert_domain::{
+    Fen, Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason, YearMonth,
+};
 use lifecert_store::{LedgerRow, PaymentLine};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -33,7 +35,11 @@ pub struct CloseReport {
 }
 
 fn months_text(months: &[YearMonth], sep: &str) -> String {
-    months.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(sep)
+    months
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// The file is written beside its destination and renamed into place only after the
@@ -45,9 +51,12 @@ struct PartialFile {
 
 impl PartialFile {
     fn create(dest: &Path) -> Result<(PartialFile, std::fs::File)> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| AppError::invalid("out", "give a file name to write, e.g. payments-2026-11.csv"))?;
+        let name = dest.file_name().ok_or_else(|| {
+            AppError::invalid(
+                "out",
+                "give a file name to write, e.g. payments-2026-11.csv",
+            )
+        })?;
         let path = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -56,7 +65,13 @@ impl PartialFile {
         let file = options
             .open(&path)
             .map_err(|e| AppError::Io(format!("cannot write {}: {e}", path.display())))?;
-        Ok((PartialFile { path, dest: dest.to_path_buf() }, file))
+        Ok((
+            PartialFile {
+                path,
+                dest: dest.to_path_buf(),
+            },
+            file,
+        ))
     }
 
     fn finish(self) -> Result<()> {
@@ -76,7 +91,11 @@ impl Drop for PartialFile {
 const PAGE: i64 = 5000;
 
 impl App {
-    fn ledger_view(&self, row: &LedgerRow, recovery: Option<&(Vec<YearMonth>, Fen)>) -> Result<LedgerView> {
+    fn ledger_view(
+        &self,
+        row: &LedgerRow,
+        recovery: Option<&(Vec<YearMonth>, Fen)>,
+    ) -> Result<LedgerView> {
         let status = PaymentStatus::from_parts(&row.status, row.suspension_reason.as_deref())
             .map_err(|e| AppError::Corrupt(e.to_string()))?;
         Ok(LedgerView {
@@ -84,7 +103,11 @@ impl App {
             suspension_reason: status.suspension_reason(),
             monthly: Fen::new(row.monthly_amount_fen),
             benefit_start: parse_stored_month(&row.benefit_start)?,
-            settled_through: row.settled_through.as_deref().map(parse_stored_month).transpose()?,
+            settled_through: row
+                .settled_through
+                .as_deref()
+                .map(parse_stored_month)
+                .transpose()?,
             settled_after: parse_month_list(row.settled_after.as_deref())?,
             recovery_due: recovery.cloned(),
         })
@@ -120,20 +143,42 @@ impl App {
     /// Exporting an open month again replaces its lines, and gives the same instructions
     /// if nothing changed in between.
     #[tracing::instrument(skip_all, fields(month = %month))]
-    pub async fn export_payments(&self, actor: &Actor, month: YearMonth, out: &Path) -> Result<ExportReport> {
+    pub async fn export_payments(
+        &self,
+        actor: &Actor,
+        month: YearMonth,
+        out: &Path,
+    ) -> Result<ExportReport> {
         self.check_month_can_export(month).await?;
         let m = month.to_string();
         let now = self.now_string();
         let (partial, file) = PartialFile::create(out)?;
         let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
-        let io = |e: &dyn std::fmt::Display| AppError::Io(format!("cannot write {}: {e}", out.display()));
-        csv.write_record(["month", "recipient_id", "id_number", "name", "kind", "months", "amount_fen", "amount_yuan", "reason"])
-            .map_err(|e| io(&e))?;
-        let mut report = ExportReport { month: m.clone(), ..ExportReport::default() };
+        let io = |e: &dyn std::fmt::Display| {
+            AppError::Io(format!("cannot write {}: {e}", out.display()))
+        };
+        csv.write_record([
+            "month",
+            "recipient_id",
+            "id_number",
+            "name",
+            "kind",
+            "months",
+            "amount_fen",
+            "amount_yuan",
+            "reason",
+        ])
+        .map_err(|e| io(&e))?;
+        let mut report = ExportReport {
+            month: m.clone(),
+            ..ExportReport::default()
+        };
         let mut tx = self.store.begin_write().await?;
         let mut recoveries: HashMap<i64, (Vec<YearMonth>, Fen)> = HashMap::new();
         for r in tx.open_recoveries().await? {
-            let entry = recoveries.entry(r.recipient_id).or_insert((Vec::new(), Fen::ZERO));
+            let entry = recoveries
+                .entry(r.recipient_id)
+                .or_insert((Vec::new(), Fen::ZERO));
             entry.0.extend(parse_month_list(Some(&r.months))?);
             entry.1 = entry.1 + Fen::new(r.amount_fen);
         }
@@ -147,8 +192,11 @@ impl App {
             let mut lines = Vec::with_capacity(page.len());
             for row in &page {
                 let view = self.ledger_view(row, recoveries.get(&row.id))?;
-                let Some(i) = view.instruction_for(month) else { continue };
-                self.write_instruction(&mut csv, &m, row, &i).map_err(|e| io(&e))?;
+                let Some(i) = view.instruction_for(month) else {
+                    continue;
+                };
+                self.write_instruction(&mut csv, &m, row, &i)
+                    .map_err(|e| io(&e))?;
                 count(&mut report, &i);
                 lines.push(PaymentLine {
                     recipient_id: row.id,
@@ -161,7 +209,8 @@ impl App {
             line_count += lines.len() as i64;
             tx.insert_payment_lines(&m, &lines).await?;
         }
-        tx.finish_payment_run(&m, line_count, report.total_fen).await?;
+        tx.finish_payment_run(&m, line_count, report.total_fen)
+            .await?;
         self.audit(
             &mut tx,
             actor,
@@ -184,8 +233,12 @@ impl App {
         row: &LedgerRow,
         i: &Instruction,
     ) -> std::result::Result<(), String> {
-        let id = self.decrypt_id(&row.id_number_enc).map_err(|e| e.to_string())?;
-        let name = self.decrypt_name(&row.name_enc).map_err(|e| e.to_string())?;
+        let id = self
+            .decrypt_id(&row.id_number_enc)
+            .map_err(|e| e.to_string())?;
+        let name = self
+            .decrypt_name(&row.name_enc)
+            .map_err(|e| e.to_string())?;
         csv.write_record([
             month,
             &row.id.to_string(),
@@ -210,12 +263,22 @@ impl App {
             AppError::NotFound(format!("there is no payment run for {m}: export it first with `lifecert payments export --month {m} --out FILE`"))
         })?;
         if run.status == "closed" {
-            return Err(AppError::conflict("month_closed", format!("the payment run for {m} is already closed")));
+            return Err(AppError::conflict(
+                "month_closed",
+                format!("the payment run for {m} is already closed"),
+            ));
         }
-        tx.settle_simple_pay_lines(&m, &month.prev().to_string()).await?;
+        tx.settle_simple_pay_lines(&m, &month.prev().to_string())
+            .await?;
         for (line, settled_through, settled_after, benefit_start) in tx.lines_to_settle(&m).await? {
-            let kind = InstructionKind::parse(&line.kind).map_err(|e| AppError::Corrupt(e.to_string()))?;
-            let reason = line.reason.as_deref().map(SuspensionReason::parse).transpose().map_err(|e| AppError::Corrupt(e.to_string()))?;
+            let kind =
+                InstructionKind::parse(&line.kind).map_err(|e| AppError::Corrupt(e.to_string()))?;
+            let reason = line
+                .reason
+                .as_deref()
+                .map(SuspensionReason::parse)
+                .transpose()
+                .map_err(|e| AppError::Corrupt(e.to_string()))?;
             let instruction = Instruction {
                 kind,
                 months: parse_month_list(Some(&line.months))?.into_iter().collect(),
@@ -231,9 +294,11 @@ impl App {
             let (cursor, rest): (YearMonth, BTreeSet<YearMonth>) =
                 advance_settled(cursor, parse_stored_month(&benefit_start)?, settled);
             let cursor_s = cursor.to_string();
-            let rest_s = (!rest.is_empty()).then(|| months_text(&rest.into_iter().collect::<Vec<_>>(), ","));
+            let rest_s =
+                (!rest.is_empty()).then(|| months_text(&rest.into_iter().collect::<Vec<_>>(), ","));
             if settled_through.as_deref() != Some(cursor_s.as_str()) || settled_after != rest_s {
-                tx.set_settlement(line.recipient_id, Some(&cursor_s), rest_s.as_deref()).await?;
+                tx.set_settlement(line.recipient_id, Some(&cursor_s), rest_s.as_deref())
+                    .await?;
             }
         }
         tx.close_payment_run(&m, &now).await?;
@@ -245,7 +310,12 @@ impl App {
             serde_json::json!({"month": m, "lines": run.lines, "total_fen": run.total_fen}),
         );
         tx.commit().await?;
-        Ok(CloseReport { month: m, status: "closed".to_string(), lines: run.lines, total_fen: run.total_fen })
+        Ok(CloseReport {
+            month: m,
+            status: "closed".to_string(),
+            lines: run.lines,
+            total_fen: run.total_fen,
+        })
     }
 }
 

@@ -66,7 +66,11 @@ pub(crate) fn effective_certified_on(r: &RecipientRow) -> Result<NaiveDate> {
 
 impl App {
     /// Loads a pensioner inside a write transaction (the row is then stable until commit).
-    pub(crate) async fn recipient_for_update(&self, tx: &mut WriteTx, id: &NationalId) -> Result<RecipientRow> {
+    pub(crate) async fn recipient_for_update(
+        &self,
+        tx: &mut WriteTx,
+        id: &NationalId,
+    ) -> Result<RecipientRow> {
         tx.recipient_by_bidx(&self.id_bidx(id))
             .await?
             .ok_or_else(|| not_registered(id))

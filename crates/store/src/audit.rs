@@ -166,7 +166,10 @@ impl crate::Store {
                     format!("entry {expected_seq} is missing (next entry found is {seq})"),
                 ));
             } else if prev_hash != prev {
-                bad = Some((seq, format!("entry {seq} does not follow entry {}", seq - 1)));
+                bad = Some((
+                    seq,
+                    format!("entry {seq} does not follow entry {}", seq - 1),
+                ));
             } else if entry_hash(seq, &prev_hash, &entry) != hash {
                 bad = Some((seq, format!("entry {seq} was changed after it was written")));
             }
@@ -190,7 +193,10 @@ impl crate::Store {
                     ),
                 ));
             } else if head_hash != prev {
-                bad = Some((head_seq, format!("entry {head_seq} was changed after it was written")));
+                bad = Some((
+                    head_seq,
+                    format!("entry {head_seq} was changed after it was written"),
+                ));
             }
         }
         Ok(ChainCheck {

@@ -16,14 +16,21 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The cause is part of the message (not a `source`), so it is printed once.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("{0}")]
     Url(String),
     #[error("{0}")]
     Schema(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -131,10 +138,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| {
-                StoreError::Url(format!(
-                    "cannot open database {}: {e}",
-                    redact_url(&url)
-                ))
+                StoreError::Url(format!("cannot open database {}: {e}", redact_url(&url)))
             })?;
         let store = Store { pool, dialect };
         migrate::run(&store).await?;
@@ -228,7 +232,10 @@ mod tests {
 
     #[test]
     fn placeholders_and_urls() {
-        assert_eq!(Dialect::Postgres.sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(
+            Dialect::Postgres.sql("a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
         assert_eq!(Dialect::Sqlite.sql("a = ?"), "a = ?");
         assert_eq!(
             redact_url("postgres://me:secret@localhost/db"),

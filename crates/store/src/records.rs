@@ -200,7 +200,11 @@ where
     let sql = dialect.sql(
         "SELECT id, id_number_enc, name_enc, status, suspension_reason, monthly_amount_fen, benefit_start, settled_through, settled_after FROM recipients WHERE id > ? ORDER BY id LIMIT ?",
     );
-    let rows = sqlx::query(&sql).bind(after_id).bind(limit).fetch_all(e).await?;
+    let rows = sqlx::query(&sql)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(e)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(LedgerRow {
@@ -222,7 +226,8 @@ async fn fetch_run<'c, E>(e: E, dialect: Dialect, month: &str) -> Result<Option<
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
-    let sql = dialect.sql("SELECT month, status, lines, total_fen FROM payment_runs WHERE month = ?");
+    let sql =
+        dialect.sql("SELECT month, status, lines, total_fen FROM payment_runs WHERE month = ?");
     let row = sqlx::query(&sql).bind(month).fetch_optional(e).await?;
     row.map(|r| {
         Ok(PaymentRun {
@@ -242,14 +247,22 @@ impl Store {
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let sql = self.sql("SELECT value FROM meta WHERE key = ?");
-        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// Stores `value` under `key` unless a value is there already; returns the stored one.
     pub async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        let sql = self.sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING");
-        sqlx::query(&sql).bind(key).bind(value).execute(&self.pool).await?;
+        let sql =
+            self.sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING");
+        sqlx::query(&sql)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
         self.meta_get(key)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("meta key {key} vanished")))
@@ -260,7 +273,10 @@ impl Store {
         let sql = self.sql(
             "SELECT id, status, next_due_on FROM recipients WHERE status <> 'terminated' AND next_due_on < ? ORDER BY id",
         );
-        let rows = sqlx::query(&sql).bind(due_before).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(due_before)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(CycleCandidate {
@@ -323,7 +339,10 @@ impl Store {
         let sql = self.sql(
             "SELECT recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence FROM certifications WHERE recipient_id = ? ORDER BY id",
         );
-        let rows = sqlx::query(&sql).bind(recipient_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(recipient_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(CertificationRow {
@@ -381,7 +400,11 @@ impl WriteTx {
         let sql = self.sql(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         );
-        sqlx::query(&sql).bind(key).bind(value).execute(self.conn()).await?;
+        sqlx::query(&sql)
+            .bind(key)
+            .bind(value)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -585,7 +608,12 @@ impl WriteTx {
     }
 
     /// Closes the open review cases of one kind for a pensioner (e.g. a voided death report).
-    pub async fn close_review_cases(&mut self, recipient_id: i64, kind: &str, status: &str) -> Result<u64> {
+    pub async fn close_review_cases(
+        &mut self,
+        recipient_id: i64,
+        kind: &str,
+        status: &str,
+    ) -> Result<u64> {
         let sql = self.sql(
             "UPDATE review_cases SET status = ? WHERE recipient_id = ? AND kind = ? AND status = 'open'",
         );
@@ -709,7 +737,11 @@ impl WriteTx {
             "INSERT INTO payment_runs (month, status, exported_at, lines, total_fen) VALUES (?, 'open', ?, 0, 0) \
              ON CONFLICT (month) DO UPDATE SET exported_at = excluded.exported_at, lines = 0, total_fen = 0",
         );
-        sqlx::query(&sql).bind(month).bind(exported_at).execute(self.conn()).await?;
+        sqlx::query(&sql)
+            .bind(month)
+            .bind(exported_at)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -734,9 +766,19 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn finish_payment_run(&mut self, month: &str, lines: i64, total_fen: i64) -> Result<()> {
+    pub async fn finish_payment_run(
+        &mut self,
+        month: &str,
+        lines: i64,
+        total_fen: i64,
+    ) -> Result<()> {
         let sql = self.sql("UPDATE payment_runs SET lines = ?, total_fen = ? WHERE month = ?");
-        sqlx::query(&sql).bind(lines).bind(total_fen).bind(month).execute(self.conn()).await?;
+        sqlx::query(&sql)
+            .bind(lines)
+            .bind(total_fen)
+            .bind(month)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -759,14 +801,21 @@ impl WriteTx {
 
     /// Lines of a month that the simple settlement did not cover, with the pensioner's
     /// ledger position.
-    pub async fn lines_to_settle(&mut self, month: &str) -> Result<Vec<(PaymentLine, Option<String>, Option<String>, String)>> {
+    pub async fn lines_to_settle(
+        &mut self,
+        month: &str,
+    ) -> Result<Vec<(PaymentLine, Option<String>, Option<String>, String)>> {
         let sql = self.sql(
             "SELECT l.recipient_id, l.kind, l.reason, l.months, l.amount_fen, r.settled_through, r.settled_after, r.benefit_start \
              FROM payment_lines l JOIN recipients r ON r.id = l.recipient_id \
              WHERE l.month = ? AND NOT (l.kind = 'pay' AND r.settled_through = ? AND r.settled_after IS NULL) \
              AND l.kind IN ('pay', 'back_pay', 'withhold')",
         );
-        let rows = sqlx::query(&sql).bind(month).bind(month).fetch_all(self.conn()).await?;
+        let rows = sqlx::query(&sql)
+            .bind(month)
+            .bind(month)
+            .fetch_all(self.conn())
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -791,7 +840,8 @@ impl WriteTx {
         settled_through: Option<&str>,
         settled_after: Option<&str>,
     ) -> Result<()> {
-        let sql = self.sql("UPDATE recipients SET settled_through = ?, settled_after = ? WHERE id = ?");
+        let sql =
+            self.sql("UPDATE recipients SET settled_through = ?, settled_after = ? WHERE id = ?");
         sqlx::query(&sql)
             .bind(settled_through)
             .bind(settled_after)
@@ -803,23 +853,40 @@ impl WriteTx {
 
     /// Marks the run closed and the recovery cases it sent out as instructed.
     pub async fn close_payment_run(&mut self, month: &str, closed_at: &str) -> Result<()> {
-        let sql = self.sql("UPDATE payment_runs SET status = 'closed', closed_at = ? WHERE month = ?");
-        sqlx::query(&sql).bind(closed_at).bind(month).execute(self.conn()).await?;
+        let sql =
+            self.sql("UPDATE payment_runs SET status = 'closed', closed_at = ? WHERE month = ?");
+        sqlx::query(&sql)
+            .bind(closed_at)
+            .bind(month)
+            .execute(self.conn())
+            .await?;
         let sql = self.sql(
             "UPDATE recovery_cases SET status = 'instructed', instructed_month = ? WHERE status = 'open' \
              AND recipient_id IN (SELECT recipient_id FROM payment_lines WHERE month = ? AND kind = 'recover')",
         );
-        sqlx::query(&sql).bind(month).bind(month).execute(self.conn()).await?;
+        sqlx::query(&sql)
+            .bind(month)
+            .bind(month)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
     /// Months withheld for imprisonment (forfeited, never paid) after `after_month`.
-    pub async fn forfeited_months(&mut self, recipient_id: i64, after_month: &str) -> Result<Vec<String>> {
+    pub async fn forfeited_months(
+        &mut self,
+        recipient_id: i64,
+        after_month: &str,
+    ) -> Result<Vec<String>> {
         let sql = self.sql(
             "SELECT l.months FROM payment_lines l JOIN payment_runs p ON p.month = l.month \
              WHERE p.status = 'closed' AND l.recipient_id = ? AND l.kind = 'withhold' AND l.reason = 'imprisonment' AND l.month > ?",
         );
-        let rows = sqlx::query(&sql).bind(recipient_id).bind(after_month).fetch_all(self.conn()).await?;
+        let rows = sqlx::query(&sql)
+            .bind(recipient_id)
+            .bind(after_month)
+            .fetch_all(self.conn())
+            .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 }

@@ -1,0 +1,426 @@
+//! The subcommands, each a thin layer over one use case of `lifecert_app`.
+
+use crate::output::{yuan, Output};
+use crate::settings::Settings;
+use crate::Cli;
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use lifecert_app::keys::{resolve_key_ring, KeySource};
+use lifecert_app::{Actor, App, AppError, SystemClock};
+use lifecert_domain::{Channel, NationalId, Outcome, Policy, RegionCode, YearMonth};
+use lifecert_store::Store;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create or upgrade the database schema
+    Migrate,
+    /// Load data from files
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// The certification cycle: reminders and suspensions
+    #[command(subcommand)]
+    Cycle(CycleCommand),
+    /// Record a certification made with staff (counter, community, home visit, video, ...)
+    Certify(CertifyArgs),
+    /// Report, confirm or void a death
+    #[command(subcommand)]
+    Death(DeathCommand),
+    /// Monthly payment runs
+    #[command(subcommand)]
+    Payments(PaymentsCommand),
+    /// The audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// One pensioner
+    #[command(subcommand)]
+    Recipient(RecipientCommand),
+    /// Headline counts
+    Stats {
+        /// Date to count overdue and valid certifications at (default: today)
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+    /// Create a demo database with realistic generated pensioners
+    Demo {
+        /// Folder for the demo database, its key file and the generated roll
+        #[arg(long, default_value = "lifecert-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        recipients: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Import the pensioner roll from CSV (UTF-8) or XLSX, English or Chinese headers
+    Recipients { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum CycleCommand {
+    /// Record due reminders and suspend pensioners past the grace period
+    Run {
+        /// The date to run the cycle for, YYYY-MM-DD (default: today)
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<NaiveDate>,
+    },
+}
+
+#[derive(Args)]
+pub struct CertifyArgs {
+    #[arg(long, value_parser = parse_id)]
+    id_number: NationalId,
+    /// counter, community, home_visit, video, overseas_consulate, overseas_notary, overseas_online, agent_assisted, self_service_face, passive_data
+    #[arg(long, value_parser = |s: &str| Channel::parse(s).map_err(|e| e.to_string()))]
+    channel: Channel,
+    /// The day it was made, YYYY-MM-DD
+    #[arg(long, value_parser = parse_date)]
+    date: NaiveDate,
+    #[arg(long, default_value = "pass", value_parser = |s: &str| Outcome::parse(s).map_err(|e| e.to_string()))]
+    outcome: Outcome,
+    /// For fail: face_mismatch, liveness_failed, document_invalid, not_the_person, deceased, other
+    #[arg(long)]
+    reason: Option<String>,
+    /// Region where it was performed, if not the pensioner's own (异地认证)
+    #[arg(long, value_parser = |s: &str| RegionCode::parse(s).map_err(|e| e.to_string()))]
+    region_code: Option<RegionCode>,
+    /// Document numbers or file references
+    #[arg(long)]
+    evidence: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DeathCommand {
+    /// A death was reported: payment is suspended at once
+    Report {
+        #[arg(long, value_parser = parse_id)]
+        id_number: NationalId,
+        #[arg(long, value_parser = parse_date)]
+        date: NaiveDate,
+        /// Who reported it, e.g. public_security, civil_affairs, health, family
+        #[arg(long)]
+        source: String,
+    },
+    /// A reviewer confirmed the death: payment is terminated, overpayments recovered
+    Confirm {
+        #[arg(long, value_parser = parse_id)]
+        id_number: NationalId,
+    },
+    /// The report was wrong: the suspension is lifted and withheld months back-paid
+    Void {
+        #[arg(long, value_parser = parse_id)]
+        id_number: NationalId,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PaymentsCommand {
+    /// Write the month's payment instructions (CSV) and record them in the ledger
+    Export {
+        #[arg(long, value_parser = parse_month)]
+        month: YearMonth,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make the month's run final
+    Close {
+        #[arg(long, value_parser = parse_month)]
+        month: YearMonth,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check that no entry was changed, deleted or reordered
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum RecipientCommand {
+    /// Show one pensioner (ID number masked)
+    Show {
+        #[arg(long, value_parser = parse_id)]
+        id_number: NationalId,
+    },
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    lifecert_domain::parse_date(s).map_err(|e| e.to_string())
+}
+
+fn parse_month(s: &str) -> Result<YearMonth, String> {
+    YearMonth::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_id(s: &str) -> Result<NationalId, String> {
+    NationalId::parse(s).map_err(|e| format!("not a valid ID number: {e}"))
+}
+
+fn actor(cli_actor: Option<String>) -> Actor {
+    let name = cli_actor
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_string());
+    Actor::Staff(format!("cli:{name}"))
+}
+
+/// Opens the database and key ring named by the settings.
+pub async fn open_app(settings: &Settings, out: Output) -> Result<App> {
+    let (keys, source) = resolve_key_ring(&settings.keys, &settings.database_url)?;
+    if let KeySource::Created(path) = &source {
+        out.notice(&format!(
+            "lifecert: created a new master key in {} (mode 0600). Back it up: without it the personal data in this database cannot be read.",
+            path.display()
+        ));
+    }
+    let store = Store::open(&settings.database_url)
+        .await
+        .map_err(AppError::from)?;
+    Ok(App::new(store, keys, Policy::default(), Arc::new(SystemClock)).await?)
+}
+
+pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref(), cli.database_url)?;
+    let actor = actor(cli.actor);
+    if let Command::Demo {
+        dir,
+        recipients,
+        seed,
+    } = cli.command
+    {
+        crate::demo::run(&dir, recipients, seed, &settings, out).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let app = open_app(&settings, out).await?;
+    match cli.command {
+        Command::Demo { .. } => {}
+        Command::Migrate => out.finish(
+            || "The database schema is up to date.".to_string(),
+            &serde_json::json!({"migrated": true}),
+        ),
+        Command::Import(ImportCommand::Recipients { file }) => {
+            let report = import_with_progress(&app, &actor, &file, out).await?;
+            out.finish(
+                || {
+                    let mut s = format!(
+                        "{} rows: {} inserted, {} updated, {} unchanged, {} rejected",
+                        report.rows,
+                        report.inserted,
+                        report.updated,
+                        report.unchanged,
+                        report.rejected
+                    );
+                    if !report.ignored_columns.is_empty() {
+                        s.push_str(&format!(
+                            "\nColumns not used: {}",
+                            report.ignored_columns.join(", ")
+                        ));
+                    }
+                    for e in report.errors.iter().take(50) {
+                        s.push_str(&format!(
+                            "\n  line {}: {} [{}] {}",
+                            e.line, e.field, e.code, e.message
+                        ));
+                    }
+                    if report.errors.len() > 50 {
+                        s.push_str(&format!(
+                            "\n  ... and {} more (use --json for all)",
+                            report.errors.len() - 50
+                        ));
+                    }
+                    s
+                },
+                &report,
+            );
+        }
+        Command::Cycle(CycleCommand::Run { as_of }) => {
+            let as_of = as_of.unwrap_or_else(|| app.today());
+            let r = app.run_cycle(&actor, as_of).await?;
+            out.finish(
+                || format!(
+                    "Cycle as of {}: {} pensioners evaluated, {} reminders recorded, {} overdue within the grace period, {} newly suspended",
+                    r.as_of, r.evaluated, r.reminders, r.overdue, r.suspended
+                ),
+                &r,
+            );
+        }
+        Command::Certify(a) => {
+            let r = app
+                .certify(
+                    &actor,
+                    &lifecert_app::certify::CertifyRequest {
+                        id_number: a.id_number,
+                        channel: a.channel,
+                        date: a.date,
+                        outcome: a.outcome,
+                        reason: a.reason,
+                        region_code: a.region_code,
+                        evidence: a.evidence,
+                    },
+                )
+                .await?;
+            out.finish(
+                || {
+                    let mut s = format!(
+                        "Certification {} recorded ({}). Next due on {}. Payment status: {}.",
+                        r.certification_id, r.outcome, r.next_due_on, r.status
+                    );
+                    if let Some(case) = r.review_case_id {
+                        s.push_str(&format!(" Review case {case} opened."));
+                    }
+                    s
+                },
+                &r,
+            );
+        }
+        Command::Death(cmd) => {
+            let r = match cmd {
+                DeathCommand::Report {
+                    id_number,
+                    date,
+                    source,
+                } => app.report_death(&actor, &id_number, date, &source).await?,
+                DeathCommand::Confirm { id_number } => {
+                    app.confirm_death(&actor, &id_number).await?
+                }
+                DeathCommand::Void { id_number } => app.void_death(&actor, &id_number).await?,
+            };
+            out.finish(
+                || {
+                    let mut s = format!("Payment status: {}", r.status);
+                    if let Some(reason) = &r.suspension_reason {
+                        s.push_str(&format!(" ({reason})"));
+                    }
+                    if r.overpaid_fen > 0 {
+                        s.push_str(&format!(
+                            ". Overpaid after the month of death: {} ({} yuan){}",
+                            r.overpaid_months.join(", "),
+                            yuan(r.overpaid_fen),
+                            if r.recovery_case_id.is_some() {
+                                ", recovery case opened"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                    s
+                },
+                &r,
+            );
+        }
+        Command::Payments(PaymentsCommand::Export { month, out: file }) => {
+            let r = app.export_payments(&actor, month, &file).await?;
+            out.finish(
+                || format!(
+                    "Payment instructions for {} written to {}: {} pay, {} withhold, {} back_pay, {} stop, {} recover; {} yuan paid out",
+                    r.month, file.display(), r.pay, r.withhold, r.back_pay, r.stop, r.recover, yuan(r.total_fen)
+                ),
+                &r,
+            );
+        }
+        Command::Payments(PaymentsCommand::Close { month }) => {
+            let r = app.close_payments(&actor, month).await?;
+            out.finish(
+                || {
+                    format!(
+                        "Payment run {} closed: {} lines, {} yuan paid out.",
+                        r.month,
+                        r.lines,
+                        yuan(r.total_fen)
+                    )
+                },
+                &r,
+            );
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let check = app.store().verify_audit().await.map_err(AppError::from)?;
+            let ok = check.first_bad_seq.is_none();
+            out.finish(
+                || match &check.problem {
+                    None => format!("Audit trail intact: {} entries verified.", check.entries),
+                    Some(p) => format!("AUDIT TRAIL BROKEN: {p} (first bad entry: {}).", check.first_bad_seq.unwrap_or(0)),
+                },
+                &serde_json::json!({"entries": check.entries, "ok": ok, "first_bad_seq": check.first_bad_seq}),
+            );
+            if !ok {
+                if out.json {
+                    eprintln!("error: {}", check.problem.unwrap_or_default());
+                }
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Recipient(RecipientCommand::Show { id_number }) => {
+            let v = app.recipient_view(&id_number).await?;
+            out.finish(
+                || {
+                    let mut s = format!(
+                        "{} {}  {} born {}  region {}\n{} pension since {}, {} yuan a month\nstatus: {}{}\nlast certified {}, next due {}",
+                        v.id_number_masked, v.name_masked, v.gender, v.birth_date, v.region_code,
+                        v.insurance_type, v.benefit_start, yuan(v.monthly_amount_fen),
+                        v.status,
+                        v.suspension_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                        v.last_certified_on, v.next_due_on
+                    );
+                    for c in &v.certifications {
+                        s.push_str(&format!("\n  {} {} {}{} by {}", c.certified_on, c.channel, c.outcome,
+                            c.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(), c.actor));
+                    }
+                    s
+                },
+                &v,
+            );
+        }
+        Command::Stats { as_of } => {
+            let c = app.counts(as_of.unwrap_or_else(|| app.today())).await?;
+            out.finish(
+                || format!(
+                    "{} pensioners: {} active, {} suspended, {} terminated\n{} overdue (still paid, within the grace period), {} with a valid certification",
+                    c.recipients, c.active, c.suspended, c.terminated, c.overdue, c.certified_valid
+                ),
+                &serde_json::json!({
+                    "recipients": c.recipients, "active": c.active, "suspended": c.suspended,
+                    "terminated": c.terminated, "overdue": c.overdue, "certified_valid": c.certified_valid,
+                }),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an import with a progress bar when standard error is a terminal.
+pub async fn import_with_progress(
+    app: &App,
+    actor: &Actor,
+    file: &std::path::Path,
+    out: Output,
+) -> Result<lifecert_app::import::ImportReport> {
+    let bar = (!out.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} ({eta} left)")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut on_progress = |p: lifecert_app::import::ImportProgress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+            bar.set_message(format!("{} rows", p.rows));
+        }
+    };
+    let report = app
+        .import_recipients(actor, file, &mut on_progress)
+        .await
+        .with_context(|| format!("import of {} stopped", file.display()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report)
+}

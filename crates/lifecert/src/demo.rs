@@ -1,0 +1,103 @@
+//! `lifecert demo`: a fresh SQLite database full of realistic generated pensioners, so
+//! a newcomer has something to look at, and the commands to try next.
+
+use crate::commands::{import_with_progress, open_app};
+use crate::output::Output;
+use crate::settings::Settings;
+use anyhow::{bail, Context, Result};
+use lifecert_app::demo_data::{write_demo_csv, DemoOptions};
+use lifecert_app::keys::KeySettings;
+use lifecert_app::{Actor, Clock, SystemClock};
+use std::path::Path;
+
+pub async fn run(
+    dir: &Path,
+    recipients: usize,
+    seed: u64,
+    settings: &Settings,
+    out: Output,
+) -> Result<()> {
+    let db = dir.join("lifecert.db");
+    if db.exists() {
+        bail!(
+            "{} already exists: remove the folder {} (or choose another with --dir) to make a fresh demo",
+            db.display(),
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let csv_path = dir.join("demo-recipients.csv");
+    let today = SystemClock.today();
+    let file = std::fs::File::create(&csv_path)
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    write_demo_csv(
+        file,
+        &DemoOptions {
+            recipients,
+            seed,
+            today,
+        },
+    )
+    .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let url = format!("sqlite://{}", db.display());
+    let demo_settings = Settings {
+        database_url: url.clone(),
+        keys: KeySettings {
+            master_key: None,
+            master_key_file: None,
+            cipher: settings.keys.cipher,
+        },
+    };
+    let app = open_app(&demo_settings, out).await?;
+    let actor = Actor::System;
+    let report = import_with_progress(&app, &actor, &csv_path, out).await?;
+    let cycle = app.run_cycle(&actor, today).await?;
+    let counts = app.counts(today).await?;
+    let example = first_id_number(&csv_path).unwrap_or_default();
+    let exe = "cargo run --release --";
+    let db_flag = format!("--database-url {url}");
+    out.finish(
+        || {
+            format!(
+                "Demo database ready: {db}\n\
+                 {inserted} pensioners imported from {csv} (the file shows the import format).\n\
+                 Cycle as of {today}: {reminders} reminders recorded, {suspended} suspended as long overdue, {overdue} overdue within the grace period.\n\
+                 {active} active, {susp_total} suspended, {valid} with a valid certification.\n\n\
+                 Try next:\n\
+                 \x20 {exe} {db_flag} stats\n\
+                 \x20 {exe} {db_flag} recipient show --id-number {example}\n\
+                 \x20 {exe} {db_flag} certify --id-number {example} --channel counter --date {today}\n\
+                 \x20 {exe} {db_flag} death report --id-number {example} --date {today} --source public_security\n\
+                 \x20 {exe} {db_flag} payments export --month {month} --out {dir}/payments.csv\n\
+                 \x20 {exe} {db_flag} audit verify\n\
+                 The master key is in {key} (keep it with the database).",
+                db = db.display(),
+                inserted = report.inserted,
+                csv = csv_path.display(),
+                reminders = cycle.reminders,
+                suspended = cycle.suspended,
+                overdue = cycle.overdue,
+                active = counts.active,
+                susp_total = counts.suspended,
+                valid = counts.certified_valid,
+                month = lifecert_domain::YearMonth::of(today),
+                dir = dir.display(),
+                key = dir.join("lifecert.key").display(),
+            )
+        },
+        &serde_json::json!({
+            "database_url": url,
+            "recipients": report.inserted,
+            "rejected": report.rejected,
+            "reminders": cycle.reminders,
+            "suspended": cycle.suspended,
+        }),
+    );
+    Ok(())
+}
+
+fn first_id_number(csv_path: &Path) -> Option<String> {
+    let mut reader = csv::Reader::from_path(csv_path).ok()?;
+    let record = reader.records().next()?.ok()?;
+    record.get(0).map(str::to_string)
+}
