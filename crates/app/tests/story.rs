@@ -1,0 +1,990 @@
+//! The storage conformance suite: the same stories (import, cycle, certification,
+//! death, payment ledger, audit, encryption at rest) run against SQLite and, when
+//! `LIFECERT_TEST_POSTGRES_URL` is set, PostgreSQL. In CI a missing PostgreSQL fails.
+
+use base64::Engine;
+use chrono::NaiveDate;
+use lifecert_app::certify::CertifyRequest;
+use lifecert_app::{Actor, App, AppError, FixedClock};
+use lifecert_crypto::{Cipher, KeyRing};
+use lifecert_domain::national_id::check_character;
+use lifecert_domain::{Channel, NationalId, Outcome, Policy, YearMonth};
+use lifecert_store::{Dialect, Store, Table};
+use sqlx::{Connection, Executor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const TODAY: &str = "2026-11-30";
+
+fn d(s: &str) -> NaiveDate {
+    lifecert_domain::parse_date(s).unwrap()
+}
+
+fn ym(s: &str) -> YearMonth {
+    YearMonth::parse(s).unwrap()
+}
+
+/// A valid ID number for a region, birth date (YYYYMMDD) and sequence.
+fn id(region: &str, birth: &str, seq: u32) -> String {
+    let first: String = format!("{region}{birth}{seq:03}");
+    let mut digits = [0u8; 17];
+    digits.copy_from_slice(first.as_bytes());
+    format!("{first}{}", check_character(&digits) as char)
+}
+
+fn nid(s: &str) -> NationalId {
+    NationalId::parse(s).unwrap()
+}
+
+fn key_ring(cipher: Cipher) -> KeyRing {
+    KeyRing::from_key_list(
+        &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        cipher,
+    )
+    .unwrap()
+}
+
+struct Backend {
+    name: &'static str,
+    url: String,
+    dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+async fn backends() -> Vec<Backend> {
+    let mut out = vec![{
+        let dir = tempfile::tempdir().unwrap();
+        Backend {
+            name: "sqlite",
+            url: format!("sqlite://{}/lifecert.db", dir.path().display()),
+            dir,
+            pg: None,
+        }
+    }];
+    match std::env::var("LIFECERT_TEST_POSTGRES_URL") {
+        Ok(admin) => {
+            sqlx::any::install_default_drivers();
+            let name = format!(
+                "lifecert_story_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                .await
+                .unwrap();
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            let base = admin.rsplit_once('/').unwrap().0;
+            out.push(Backend {
+                name: "postgres",
+                url: format!("{base}/{name}"),
+                dir: tempfile::tempdir().unwrap(),
+                pg: Some((admin, name)),
+            });
+        }
+        Err(_) if std::env::var("CI").is_ok() => {
+            panic!("CI must run the PostgreSQL conformance suite: set LIFECERT_TEST_POSTGRES_URL")
+        }
+        Err(_) => {
+            eprintln!("note: LIFECERT_TEST_POSTGRES_URL is not set; PostgreSQL stories skipped")
+        }
+    }
+    out
+}
+
+impl Backend {
+    async fn app(&self, clock: Arc<FixedClock>) -> App {
+        self.app_with(clock, key_ring(Cipher::Aes256Gcm))
+            .await
+            .unwrap()
+    }
+
+    async fn app_with(&self, clock: Arc<FixedClock>, keys: KeyRing) -> Result<App, AppError> {
+        let store = Store::open(&self.url).await?;
+        App::new(store, keys, Policy::default(), clock).await
+    }
+
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    async fn drop_pg(&self, app: App) {
+        app.store().clone().close().await;
+        if let Some((admin, name)) = &self.pg {
+            let mut conn = sqlx::AnyConnection::connect(admin).await.unwrap();
+            conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::at(d(TODAY)))
+}
+
+const HEADER: &str = "id_number,name,insurance_type,region_code,benefit_start,monthly_amount,phone,residence,country,last_certified_on,paid_through";
+
+/// One CSV line with sensible defaults for the optional columns.
+fn row(id: &str, name: &str, last: &str, paid: &str) -> String {
+    format!("{id},{name},enterprise,110105,2010-02,3000.00,13800138000,domestic,,{last},{paid}")
+}
+
+fn staff() -> Actor {
+    Actor::Staff("tester".into())
+}
+
+async fn import(app: &App, path: &Path) -> lifecert_app::import::ImportReport {
+    app.import_recipients(&staff(), path, &mut |_| {})
+        .await
+        .unwrap()
+}
+
+fn certify_req(id: &str, date: &str, outcome: Outcome, reason: Option<&str>) -> CertifyRequest {
+    CertifyRequest {
+        id_number: nid(id),
+        channel: Channel::Counter,
+        date: d(date),
+        outcome,
+        reason: reason.map(str::to_string),
+        region_code: None,
+        evidence: None,
+    }
+}
+
+#[tokio::test]
+async fn import_validates_every_row_and_is_idempotent() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let a = id("110105", "19500101", 123);
+        let bad_check = {
+            let mut s = a.clone();
+            s.pop();
+            s.push(if a.ends_with('0') { '1' } else { '0' });
+            s
+        };
+        let lines = [
+            HEADER.to_string(),
+            row(&a, "王建国", "2026-03-15", "2026-10"),
+            row(&bad_check, "李四", "", ""),
+            row(&id("110105", "19500102", 125), "", "", ""),
+            format!(
+                "{},张三,military,110105,2010-02,3000,,domestic,,,",
+                id("110105", "19500103", 127)
+            ),
+            format!(
+                "{},张三,enterprise,990101,2010-02,3000,,domestic,,,",
+                id("110105", "19500104", 129)
+            ),
+            format!(
+                "{},张三,enterprise,110105,2010/02,3000,,domestic,,,",
+                id("110105", "19500105", 131)
+            ),
+            format!(
+                "{},张三,enterprise,110105,2010-02,\"3,000\",,domestic,,,",
+                id("110105", "19500106", 133)
+            ),
+            format!(
+                "{},张三,enterprise,110105,2010-02,3000,,abroad,,,",
+                id("110105", "19500107", 135)
+            ),
+            row(&a, "王建国", "", ""),
+            format!(
+                "{},Anna Li,resident,440305,2012-05,260.5,,abroad,us,2026-01-10,",
+                id("440305", "19520315", 246)
+            ),
+        ];
+        let path = b.file("roll.csv", &(lines.join("\n") + "\n"));
+        let r = import(&app, &path).await;
+        assert_eq!(
+            (r.rows, r.inserted, r.updated, r.unchanged, r.rejected),
+            (10, 2, 0, 0, 8),
+            "{}",
+            b.name
+        );
+        let got: Vec<(u64, &str, &str)> = r
+            .errors
+            .iter()
+            .map(|e| (e.line, e.field.as_str(), e.code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "id_number", "invalid_id_number"),
+                (4, "name", "missing_name"),
+                (5, "insurance_type", "invalid_insurance_type"),
+                (6, "region_code", "invalid_region_code"),
+                (7, "benefit_start", "invalid_date"),
+                (8, "monthly_amount", "invalid_amount"),
+                (9, "country", "missing_country"),
+                (10, "id_number", "duplicate_in_file"),
+            ],
+            "{}",
+            b.name
+        );
+        assert!(r.errors.iter().all(|e| !e.message.is_empty()));
+
+        let again = import(&app, &path).await;
+        assert_eq!(
+            (
+                again.inserted,
+                again.updated,
+                again.unchanged,
+                again.rejected
+            ),
+            (0, 0, 2, 8),
+            "{}",
+            b.name
+        );
+
+        let changed = path.with_file_name("changed.csv");
+        std::fs::write(
+            &changed,
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("3000.00", "3100.00"),
+        )
+        .unwrap();
+        let r = import(&app, &changed).await;
+        assert_eq!(
+            (r.inserted, r.updated, r.unchanged),
+            (0, 1, 1),
+            "{}",
+            b.name
+        );
+        let view = app.recipient_view(&nid(&a)).await.unwrap();
+        assert_eq!(view.monthly_amount_fen, 310_000);
+        assert_eq!(
+            view.id_number_masked,
+            format!("{}********{}", &a[..6], &a[14..])
+        );
+        assert_eq!(view.gender, "male");
+        assert_eq!(view.birth_date, "1950-01-01");
+        assert_eq!(view.next_due_on, "2027-03-15");
+        let abroad = app
+            .recipient_view(&nid(&id("440305", "19520315", 246)))
+            .await
+            .unwrap();
+        assert_eq!(abroad.country.as_deref(), Some("US"));
+        assert_eq!(abroad.monthly_amount_fen, 26_050);
+
+        // Chinese headers, Chinese values and a byte-order mark.
+        let c = id("310104", "19480820", 222);
+        let zh = format!(
+            "\u{feff}身份证号,姓名,险种,参保地区划代码,待遇起始年月,月养老金,联系电话,居住地,居住国,上次认证日期,已发放至\n{c},陈秀英,机关事业,310104,2003-09,6200.5,,境外,JP,2026-05-05,2026-10\n"
+        );
+        let r = import(&app, &b.file("zh.csv", &zh)).await;
+        assert_eq!((r.inserted, r.rejected), (1, 0), "{:?}", r.errors);
+        let v = app.recipient_view(&nid(&c)).await.unwrap();
+        assert_eq!(
+            (
+                v.insurance_type.as_str(),
+                v.residence.as_str(),
+                v.gender.as_str()
+            ),
+            ("institution", "abroad", "female")
+        );
+
+        // A missing required column rejects the file before anything is written.
+        let before = app.store().count_rows(Table::Recipients).await.unwrap();
+        let err = app
+            .import_recipients(
+                &staff(),
+                &b.file("nocol.csv", "id_number,name\n"),
+                &mut |_| {},
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("insurance_type") && err.contains("missing"),
+            "{err}"
+        );
+        assert_eq!(
+            app.store().count_rows(Table::Recipients).await.unwrap(),
+            before
+        );
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn import_reads_xlsx_with_typed_cells() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let path = b.dir.path().join("roll.xlsx");
+        let x = id("510107", "19551111", 333);
+        {
+            let mut book = rust_xlsxwriter::Workbook::new();
+            let sheet = book.add_worksheet();
+            for (col, h) in HEADER.split(',').enumerate() {
+                sheet.write_string(0, col as u16, h).unwrap();
+            }
+            sheet.write_string(1, 0, &x).unwrap();
+            sheet.write_string(1, 1, "刘桂兰").unwrap();
+            sheet.write_string(1, 2, "resident").unwrap();
+            sheet.write_number(1, 3, 510107.0).unwrap();
+            sheet.write_string(1, 4, "2010-12").unwrap();
+            sheet.write_number(1, 5, 312.4).unwrap();
+            let date = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 2, 3).unwrap();
+            let fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+            sheet.write_datetime_with_format(1, 9, &date, &fmt).unwrap();
+            sheet.write_string(2, 0, "not-an-id").unwrap();
+            book.save(&path).unwrap();
+        }
+        let r = import(&app, &path).await;
+        assert_eq!(
+            (r.rows, r.inserted, r.rejected),
+            (2, 1, 1),
+            "{}: {:?}",
+            b.name,
+            r.errors
+        );
+        assert_eq!(
+            (r.errors[0].line, r.errors[0].code),
+            (3, "invalid_id_number")
+        );
+        let v = app.recipient_view(&nid(&x)).await.unwrap();
+        assert_eq!(
+            (v.monthly_amount_fen, v.last_certified_on.as_str()),
+            (31_240, "2026-02-03")
+        );
+        assert_eq!(import(&app, &path).await.unchanged, 1);
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn cycle_reminds_once_per_stage_and_suspends_after_grace() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let r60 = id("110105", "19500101", 11);
+        let r7 = id("110105", "19500101", 13);
+        let overdue = id("110105", "19500101", 15);
+        let late = id("110105", "19500101", 17);
+        let fine = id("110105", "19500101", 19);
+        let new_retiree = id("110105", "19660101", 21);
+        let never = id("110105", "19500101", 23);
+        let lines = [
+            HEADER.to_string(),
+            row(&r60, "甲", "2026-01-14", ""),
+            row(&r7, "乙", "2025-12-05", ""),
+            row(&overdue, "丙", "2025-11-20", ""),
+            row(&late, "丁", "2025-10-01", ""),
+            row(&fine, "戊", "2026-09-01", ""),
+            format!("{new_retiree},己,enterprise,110105,2026-06,3000,,,,,"),
+            format!("{never},庚,enterprise,110105,2010-01,3000,,,,,"),
+        ];
+        import(&app, &b.file("roll.csv", &(lines.join("\n") + "\n"))).await;
+        let report = app.run_cycle(&Actor::System, d(TODAY)).await.unwrap();
+        assert_eq!(
+            (
+                report.evaluated,
+                report.reminders,
+                report.overdue,
+                report.suspended
+            ),
+            (7, 2, 1, 2),
+            "{}",
+            b.name
+        );
+        let audit_before = app.store().count_rows(Table::AuditLog).await.unwrap();
+        let again = app.run_cycle(&Actor::System, d(TODAY)).await.unwrap();
+        assert_eq!(
+            (again.reminders, again.overdue, again.suspended),
+            (0, 1, 0),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            app.store().count_rows(Table::AuditLog).await.unwrap(),
+            audit_before,
+            "a repeated run writes nothing"
+        );
+        assert_eq!(
+            app.store()
+                .count_rows(Table::NotificationOutbox)
+                .await
+                .unwrap(),
+            2
+        );
+
+        for (who, status, reason) in [
+            (&late, "suspended", Some("overdue")),
+            (&never, "suspended", Some("overdue")),
+            (&overdue, "active", None),
+        ] {
+            let v = app.recipient_view(&nid(who)).await.unwrap();
+            assert_eq!(
+                (v.status.as_str(), v.suspension_reason.as_deref()),
+                (status, reason),
+                "{}",
+                b.name
+            );
+        }
+        let v = app.recipient_view(&nid(&new_retiree)).await.unwrap();
+        assert_eq!(
+            (v.last_certified_on.as_str(), v.next_due_on.as_str()),
+            ("2026-06-01", "2027-06-01")
+        );
+
+        // Still the 60-day stage a day later: nothing new. The 30-day stage is new.
+        assert_eq!(
+            app.run_cycle(&Actor::System, d("2026-12-01"))
+                .await
+                .unwrap()
+                .reminders,
+            0
+        );
+        assert_eq!(
+            app.run_cycle(&Actor::System, d("2026-12-16"))
+                .await
+                .unwrap()
+                .reminders,
+            1
+        );
+
+        // A passing certification renews validity and lifts the overdue suspension.
+        let c = app
+            .certify(&staff(), &certify_req(&late, TODAY, Outcome::Pass, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.next_due_on.as_str()),
+            ("active", "2027-11-30")
+        );
+        let counts = app.counts(d(TODAY)).await.unwrap();
+        assert_eq!(
+            (
+                counts.recipients,
+                counts.active,
+                counts.suspended,
+                counts.overdue
+            ),
+            (7, 6, 1, 1)
+        );
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn certification_rules() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("440305", "19480229", 35);
+        import(
+            &app,
+            &b.file(
+                "r.csv",
+                &format!("{HEADER}\n{}\n", row(&p, "赵六", "2026-06-01", "2026-10")),
+            ),
+        )
+        .await;
+
+        let err = app
+            .certify(&staff(), &certify_req(&p, TODAY, Outcome::Fail, None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AppError::Invalid { field, .. } if field == "reason"),
+            "{err}"
+        );
+        let f = app
+            .certify(
+                &staff(),
+                &certify_req(&p, TODAY, Outcome::Fail, Some("face_mismatch")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (f.outcome.as_str(), f.next_due_on.as_str()),
+            ("fail", "2027-06-01"),
+            "a fail does not renew"
+        );
+        let doubt = app
+            .certify(&staff(), &certify_req(&p, TODAY, Outcome::Doubtful, None))
+            .await
+            .unwrap();
+        assert!(doubt.review_case_id.is_some());
+        assert_eq!(app.store().count_rows(Table::ReviewCases).await.unwrap(), 1);
+        let future = app
+            .certify(
+                &staff(),
+                &certify_req(&p, "2026-12-01", Outcome::Pass, None),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(&future, AppError::Invalid { field, .. } if field == "date"));
+        let older = app
+            .certify(
+                &staff(),
+                &certify_req(&p, "2026-01-01", Outcome::Pass, None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            older.next_due_on, "2027-06-01",
+            "an older certification does not move the due date"
+        );
+        let pass = app
+            .certify(
+                &staff(),
+                &certify_req(&p, "2026-08-31", Outcome::Pass, None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pass.next_due_on, "2027-08-31");
+        assert_eq!(
+            app.recipient_view(&nid(&p))
+                .await
+                .unwrap()
+                .certifications
+                .len(),
+            4
+        );
+
+        let unknown = app
+            .certify(
+                &staff(),
+                &certify_req(&id("440305", "19480229", 37), TODAY, Outcome::Pass, None),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, AppError::NotFound(_)));
+
+        app.report_death(&staff(), &nid(&p), d("2026-11-01"), "public_security")
+            .await
+            .unwrap();
+        app.confirm_death(&staff(), &nid(&p)).await.unwrap();
+        let err = app
+            .certify(&staff(), &certify_req(&p, TODAY, Outcome::Pass, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "recipient_terminated");
+        b.drop_pg(app).await;
+    }
+}
+
+fn lines_of(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|x| x.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// (kind, months, amount_fen) of a pensioner's line in an instruction file.
+fn line_for(path: &Path, id: &str) -> Option<(String, String, i64)> {
+    lines_of(path)
+        .into_iter()
+        .find(|l| l[2] == id)
+        .map(|l| (l[4].clone(), l[5].clone(), l[6].parse().unwrap()))
+}
+
+#[tokio::test]
+async fn death_stops_payment_and_recovers_overpayment_and_void_back_pays() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let dead = id("320102", "19400505", 41);
+        let wrong = id("320102", "19400505", 43);
+        let no_paid = id("320102", "19400505", 45);
+        let csv = format!(
+            "{HEADER}\n{}\n{}\n{}\n",
+            row(&dead, "钱七", "2026-06-01", "2026-10"),
+            row(&wrong, "孙八", "2026-06-01", "2026-10"),
+            row(&no_paid, "周九", "2026-06-01", "")
+        );
+        import(&app, &b.file("r.csv", &csv)).await;
+
+        let r = app
+            .report_death(&staff(), &nid(&dead), d("2026-08-15"), "public_security")
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.overpaid_months.clone(), r.overpaid_fen),
+            (
+                "suspended",
+                vec!["2026-09".to_string(), "2026-10".to_string()],
+                600_000
+            )
+        );
+        app.report_death(&staff(), &nid(&wrong), d("2026-09-20"), "civil_affairs")
+            .await
+            .unwrap();
+
+        let out = b.dir.path().join("p11.csv");
+        let e = app
+            .export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                e.pay,
+                e.withhold,
+                e.back_pay,
+                e.stop,
+                e.recover,
+                e.total_fen
+            ),
+            (1, 2, 0, 0, 0, 300_000),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            line_for(&out, &no_paid).unwrap(),
+            ("pay".into(), "2026-11".into(), 300_000)
+        );
+
+        let c = app.confirm_death(&staff(), &nid(&dead)).await.unwrap();
+        assert_eq!((c.status.as_str(), c.overpaid_fen), ("terminated", 600_000));
+        assert!(c.recovery_case_id.is_some());
+        let v = app.void_death(&staff(), &nid(&wrong)).await.unwrap();
+        assert_eq!((v.status.as_str(), v.overpaid_fen), ("active", 0));
+        assert!(
+            app.confirm_death(&staff(), &nid(&wrong)).await.is_err(),
+            "a voided death cannot be confirmed"
+        );
+
+        // Re-exporting an open month reflects the new state, and is stable.
+        let e = app
+            .export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        assert_eq!(
+            (e.pay, e.withhold, e.recover, e.total_fen),
+            (2, 0, 1, 600_000)
+        );
+        assert_eq!(
+            line_for(&out, &dead).unwrap(),
+            ("recover".into(), "2026-09;2026-10".into(), 600_000)
+        );
+        let first = std::fs::read(&out).unwrap();
+        app.export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            first,
+            "same state, same instructions"
+        );
+
+        let later = b.dir.path().join("p12.csv");
+        let err = app
+            .export_payments(&staff(), ym("2026-12"), &later)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "earlier_month_open");
+        let closed = app.close_payments(&staff(), ym("2026-11")).await.unwrap();
+        assert_eq!((closed.lines, closed.total_fen), (3, 600_000));
+        let err = app
+            .export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "month_closed");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            first,
+            "a refused export leaves the file alone"
+        );
+        assert_eq!(
+            app.close_payments(&staff(), ym("2026-11"))
+                .await
+                .unwrap_err()
+                .code(),
+            "month_closed"
+        );
+
+        clock.set(d("2026-12-02"));
+        let e = app
+            .export_payments(&staff(), ym("2026-12"), &later)
+            .await
+            .unwrap();
+        assert_eq!(
+            (e.pay, e.stop, e.recover),
+            (2, 1, 0),
+            "the recovery was sent once; afterwards stop"
+        );
+        assert_eq!(
+            app.store().count_rows(Table::RecoveryCases).await.unwrap(),
+            1
+        );
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn withheld_months_are_back_paid_once_certified() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let q = id("420106", "19450303", 51);
+        import(
+            &app,
+            &b.file(
+                "r.csv",
+                &format!("{HEADER}\n{}\n", row(&q, "吴十", "2025-09-01", "2026-10")),
+            ),
+        )
+        .await;
+        assert_eq!(
+            app.run_cycle(&Actor::System, d(TODAY))
+                .await
+                .unwrap()
+                .suspended,
+            1
+        );
+        let out = b.dir.path().join("p.csv");
+        let e = app
+            .export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        assert_eq!((e.withhold, e.total_fen), (1, 0));
+        app.close_payments(&staff(), ym("2026-11")).await.unwrap();
+
+        clock.set(d("2026-12-05"));
+        let c = app
+            .certify(
+                &staff(),
+                &certify_req(&q, "2026-12-05", Outcome::Pass, None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.status, "active");
+        let e = app
+            .export_payments(&staff(), ym("2026-12"), &out)
+            .await
+            .unwrap();
+        assert_eq!((e.back_pay, e.total_fen), (1, 600_000), "{}", b.name);
+        assert_eq!(
+            line_for(&out, &q).unwrap(),
+            ("back_pay".into(), "2026-11;2026-12".into(), 600_000)
+        );
+        app.close_payments(&staff(), ym("2026-12")).await.unwrap();
+        assert_eq!(
+            app.recipient_view(&nid(&q))
+                .await
+                .unwrap()
+                .paid_through
+                .as_deref(),
+            Some("2026-12")
+        );
+
+        clock.set(d("2027-01-05"));
+        let e = app
+            .export_payments(&staff(), ym("2027-01"), &out)
+            .await
+            .unwrap();
+        assert_eq!((e.pay, e.back_pay, e.total_fen), (1, 0, 300_000));
+        let err = app
+            .export_payments(&staff(), ym("2026-10"), &out)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "month_before_closed");
+        b.drop_pg(app).await;
+    }
+}
+
+async fn tamper(store: &Store, sql: &str) {
+    store.pool().execute(sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_first_changed_deleted_or_reordered_entry() {
+    type Damage = (&'static str, &'static [&'static str], Option<i64>);
+    let cases: [Damage; 4] = [
+        (
+            "changed",
+            &["UPDATE audit_log SET details = '{}' WHERE seq = 3"],
+            Some(3),
+        ),
+        ("deleted", &["DELETE FROM audit_log WHERE seq = 2"], Some(2)),
+        (
+            "reordered",
+            &[
+                "UPDATE audit_log SET seq = 1000 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = 5",
+                "UPDATE audit_log SET seq = 5 WHERE seq = 1000",
+            ],
+            Some(4),
+        ),
+        (
+            "tail deleted",
+            &["DELETE FROM audit_log WHERE seq = 6"],
+            Some(6),
+        ),
+    ];
+    for (what, statements, expected) in cases {
+        for b in backends().await {
+            let app = b.app(clock()).await;
+            let rows: Vec<String> = (0..5)
+                .map(|i| {
+                    row(
+                        &id("110105", "19500101", 61 + 2 * i),
+                        "审计",
+                        "2026-06-01",
+                        "",
+                    )
+                })
+                .collect();
+            import(
+                &app,
+                &b.file("r.csv", &format!("{HEADER}\n{}\n", rows.join("\n"))),
+            )
+            .await;
+            app.report_death(
+                &staff(),
+                &nid(&id("110105", "19500101", 61)),
+                d("2026-11-01"),
+                "health",
+            )
+            .await
+            .unwrap();
+            let ok = app.store().verify_audit().await.unwrap();
+            assert_eq!((ok.first_bad_seq, ok.entries), (None, 7), "{}", b.name);
+            for s in statements {
+                tamper(app.store(), s).await;
+            }
+            let check = app.store().verify_audit().await.unwrap();
+            assert_eq!(
+                check.first_bad_seq, expected,
+                "{what} on {}: {:?}",
+                b.name, check.problem
+            );
+            b.drop_pg(app).await;
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn no_name_or_id_number_is_stored_in_plaintext() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("330106", "19470707", 71);
+        let name = "欧阳明华";
+        import(
+            &app,
+            &b.file(
+                "r.csv",
+                &format!("{HEADER}\n{}\n", row(&p, name, "2026-06-01", "")),
+            ),
+        )
+        .await;
+        app.certify(&staff(), &certify_req(&p, TODAY, Outcome::Pass, None))
+            .await
+            .unwrap();
+        let dump: Vec<u8> = match b.store_dialect(&app) {
+            Dialect::Sqlite => {
+                let mut bytes = Vec::new();
+                for f in ["lifecert.db", "lifecert.db-wal"] {
+                    if let Ok(mut x) = std::fs::read(b.dir.path().join(f)) {
+                        bytes.append(&mut x);
+                    }
+                }
+                bytes
+            }
+            Dialect::Postgres => {
+                let out = std::process::Command::new("pg_dump")
+                    .arg(&b.url)
+                    .output()
+                    .expect("pg_dump must be installed with PostgreSQL");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+        };
+        assert!(
+            dump.len() > 1000,
+            "{}: the dump is suspiciously small",
+            b.name
+        );
+        assert!(
+            !contains(&dump, p.as_bytes()),
+            "{}: ID number in plaintext",
+            b.name
+        );
+        assert!(
+            !contains(&dump, &p.as_bytes()[..17]),
+            "{}: ID number in plaintext",
+            b.name
+        );
+        assert!(
+            !contains(&dump, name.as_bytes()),
+            "{}: name in plaintext",
+            b.name
+        );
+        assert!(
+            !contains(&dump, b"13800138000"),
+            "{}: phone in plaintext",
+            b.name
+        );
+        b.drop_pg(app).await;
+    }
+}
+
+impl Backend {
+    fn store_dialect(&self, app: &App) -> Dialect {
+        app.store().dialect()
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_and_sm4_works() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("500103", "19490909", 81);
+        import(
+            &app,
+            &b.file(
+                "r.csv",
+                &format!("{HEADER}\n{}\n", row(&p, "郑一", "2026-06-01", "")),
+            ),
+        )
+        .await;
+        let other = KeyRing::from_key_list(
+            &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            Cipher::Aes256Gcm,
+        )
+        .unwrap();
+        let err = b.app_with(clock(), other).await.err().unwrap();
+        assert_eq!(err.code(), "wrong_master_key", "{err}");
+        assert!(err.to_string().contains("wrong master key"));
+
+        // The same key with SM4-GCM selected: old AES data still reads, new data is SM4.
+        let sm4 = b.app_with(clock(), key_ring(Cipher::Sm4Gcm)).await.unwrap();
+        let q = id("500103", "19490909", 83);
+        import(
+            &sm4,
+            &b.file(
+                "r2.csv",
+                &format!("{HEADER}\n{}\n", row(&q, "王二", "2026-06-01", "")),
+            ),
+        )
+        .await;
+        assert_eq!(
+            sm4.recipient_view(&nid(&p)).await.unwrap().name_masked,
+            "郑*"
+        );
+        assert_eq!(
+            sm4.recipient_view(&nid(&q)).await.unwrap().name_masked,
+            "王*"
+        );
+        sm4.store().clone().close().await;
+        b.drop_pg(app).await;
+    }
+}
