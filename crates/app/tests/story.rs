@@ -2,6 +2,8 @@
 //! death, payment ledger, audit, encryption at rest) run against SQLite and, when
 //! `LIFECERT_TEST_POSTGRES_URL` is set, PostgreSQL. In CI a missing PostgreSQL fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: failing loudly is the point
+
 use base64::Engine;
 use chrono::NaiveDate;
 use lifecert_app::certify::CertifyRequest;
