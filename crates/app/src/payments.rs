@@ -8,7 +8,7 @@ use lifecert_domain::payment::advance_settled;
 use lifecert_domain::{
     Fen, Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason, YearMonth,
 };
-use lifecert_store::{LedgerRow, PaymentLine};
+use lifecert_store::{LedgerRow, PaymentLine, WriteTx};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -113,9 +113,11 @@ impl App {
         })
     }
 
-    async fn check_month_can_export(&self, month: YearMonth) -> Result<()> {
+    /// Checked inside the write transaction, so a concurrent close cannot slip between
+    /// the check and the replacement of the month's lines.
+    async fn check_month_can_export(tx: &mut WriteTx, month: YearMonth) -> Result<()> {
         let m = month.to_string();
-        if let Some(run) = self.store.payment_run(&m).await? {
+        if let Some(run) = tx.payment_run(&m).await? {
             if run.status == "closed" {
                 return Err(AppError::conflict(
                     "month_closed",
@@ -123,7 +125,7 @@ impl App {
                 ));
             }
         }
-        let (last_closed, first_open) = self.store.run_bounds().await?;
+        let (last_closed, first_open) = tx.run_bounds().await?;
         if let Some(open) = first_open.filter(|o| *o < m) {
             return Err(AppError::conflict(
                 "earlier_month_open",
@@ -149,7 +151,6 @@ impl App {
         month: YearMonth,
         out: &Path,
     ) -> Result<ExportReport> {
-        self.check_month_can_export(month).await?;
         let m = month.to_string();
         let now = self.now_string();
         let (partial, file) = PartialFile::create(out)?;
@@ -174,6 +175,7 @@ impl App {
             ..ExportReport::default()
         };
         let mut tx = self.store.begin_write().await?;
+        Self::check_month_can_export(&mut tx, month).await?;
         let mut recoveries: HashMap<i64, (Vec<YearMonth>, Fen)> = HashMap::new();
         for r in tx.open_recoveries().await? {
             let entry = recoveries

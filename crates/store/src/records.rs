@@ -325,16 +325,6 @@ impl Store {
         fetch_run(&self.pool, self.dialect, month).await
     }
 
-    /// The latest month whose run is closed, and the earliest month whose run is still open.
-    pub async fn run_bounds(&self) -> Result<(Option<String>, Option<String>)> {
-        let r = sqlx::query(
-            "SELECT (SELECT MAX(month) FROM payment_runs WHERE status = 'closed'), (SELECT MIN(month) FROM payment_runs WHERE status = 'open')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((r.try_get(0)?, r.try_get(1)?))
-    }
-
     pub async fn certifications_of(&self, recipient_id: i64) -> Result<Vec<CertificationRow>> {
         let sql = self.sql(
             "SELECT recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence FROM certifications WHERE recipient_id = ? ORDER BY id",
@@ -727,6 +717,16 @@ impl WriteTx {
     pub async fn payment_run(&mut self, month: &str) -> Result<Option<PaymentRun>> {
         let dialect = self.dialect;
         fetch_run(self.conn(), dialect, month).await
+    }
+
+    /// The latest month whose run is closed, and the earliest month whose run is still open.
+    pub async fn run_bounds(&mut self) -> Result<(Option<String>, Option<String>)> {
+        let r = sqlx::query(
+            "SELECT (SELECT MAX(month) FROM payment_runs WHERE status = 'closed'), (SELECT MIN(month) FROM payment_runs WHERE status = 'open')",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        Ok((r.try_get(0)?, r.try_get(1)?))
     }
 
     /// Starts (or restarts) an open month's run: its earlier lines are removed.
