@@ -155,24 +155,16 @@ impl App {
                 }
             }
             Outcome::Doubtful => {
-                let case = tx
+                let case = self
                     .open_review_case(
+                        &mut tx,
+                        actor,
                         r.id,
                         "doubtful_certification",
                         Some(certification_id),
-                        &actor.label(),
-                        &now,
-                        &serde_json::json!({"channel": req.channel.as_str(), "reason": reason})
-                            .to_string(),
+                        serde_json::json!({"channel": req.channel.as_str(), "reason": reason}),
                     )
                     .await?;
-                self.audit(
-                    &mut tx,
-                    actor,
-                    "review_case.opened",
-                    Some(r.id),
-                    serde_json::json!({"case_id": case, "kind": "doubtful_certification"}),
-                );
                 review_case_id = Some(case);
             }
             Outcome::Fail => {}

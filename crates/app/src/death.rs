@@ -121,23 +121,15 @@ impl App {
                 &now,
             )
             .await?;
-            let case = tx
-                .open_review_case(
-                    r.id,
-                    "confirm_death",
-                    None,
-                    &actor.label(),
-                    &now,
-                    &serde_json::json!({"source": source}).to_string(),
-                )
-                .await?;
-            self.audit(
+            self.open_review_case(
                 &mut tx,
                 actor,
-                "review_case.opened",
-                Some(r.id),
-                serde_json::json!({"case_id": case, "kind": "confirm_death"}),
-            );
+                r.id,
+                "confirm_death",
+                None,
+                serde_json::json!({"source": source}),
+            )
+            .await?;
         }
         tx.set_death(r.id, Some(&date_s), Some(source)).await?;
         self.audit(

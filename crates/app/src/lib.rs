@@ -113,6 +113,36 @@ impl App {
         });
     }
 
+    /// Opens a review case (a doubtful result, a death to confirm) with its audit entry.
+    pub(crate) async fn open_review_case(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        recipient_id: i64,
+        kind: &str,
+        certification_id: Option<i64>,
+        details: serde_json::Value,
+    ) -> Result<i64> {
+        let case = tx
+            .open_review_case(
+                recipient_id,
+                kind,
+                certification_id,
+                &actor.label(),
+                &self.now_string(),
+                &details.to_string(),
+            )
+            .await?;
+        self.audit(
+            tx,
+            actor,
+            "review_case.opened",
+            Some(recipient_id),
+            serde_json::json!({"case_id": case, "kind": kind}),
+        );
+        Ok(case)
+    }
+
     pub(crate) fn decrypt_id(&self, enc: &[u8]) -> Result<NationalId> {
         let s = self.keys.decrypt_str(Field::IdNumber, enc)?;
         NationalId::parse(&s)
