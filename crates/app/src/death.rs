@@ -8,7 +8,7 @@ use lifecert_domain::payment::overpaid_months;
 use lifecert_domain::{Fen, NationalId, PaymentStatus, SuspensionReason, YearMonth};
 use lifecert_store::{RecipientRow, WriteTx};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeathReport {
@@ -39,6 +39,9 @@ pub(crate) fn parse_month_list(s: Option<&str>) -> Result<BTreeSet<YearMonth>> {
 }
 
 impl App {
+    /// Months paid after the month of death and what was paid for them: the ledger's
+    /// amount where a closed run paid the month, else the monthly amount on record
+    /// (months paid by the previous system before lifecert).
     async fn overpayment(
         &self,
         tx: &mut WriteTx,
@@ -53,13 +56,29 @@ impl App {
             .transpose()?;
         let settled_after = parse_month_list(r.settled_after.as_deref())?;
         let mut forfeited = BTreeSet::new();
-        for months in tx.forfeited_months(r.id, &death_month.to_string()).await? {
-            forfeited.extend(parse_month_list(Some(&months))?);
+        let mut paid: BTreeMap<YearMonth, Fen> = BTreeMap::new();
+        for line in tx
+            .closed_lines_after(r.id, &death_month.to_string())
+            .await?
+        {
+            let months = parse_month_list(Some(&line.months))?;
+            match (line.kind.as_str(), line.reason.as_deref()) {
+                ("withhold", Some("imprisonment")) => forfeited.extend(months),
+                ("pay" | "back_pay", _) if !months.is_empty() => {
+                    let each = Fen::new(line.amount_fen / months.len() as i64);
+                    paid.extend(months.into_iter().map(|m| (m, each)));
+                }
+                _ => {}
+            }
         }
         let paid_after: BTreeSet<YearMonth> =
             settled_after.difference(&forfeited).copied().collect();
         let months = overpaid_months(death_month, settled_through, &paid_after, &forfeited);
-        let amount = Fen::new(r.monthly_amount_fen).times(months.len());
+        let monthly = Fen::new(r.monthly_amount_fen);
+        let amount = months
+            .iter()
+            .map(|m| paid.get(m).copied().unwrap_or(monthly))
+            .sum();
         Ok((months, amount))
     }
 

@@ -344,6 +344,7 @@ enum Source {
     Csv {
         reader: csv::Reader<std::fs::File>,
         record: csv::ByteRecord,
+        lines: LineCounter,
         total: u64,
     },
     Xlsx {
@@ -353,6 +354,61 @@ enum Source {
 }
 
 type SourceRow = std::result::Result<(u64, Vec<String>), RowError>;
+
+/// Line numbers for error messages. The csv crate reports a record's position as the
+/// end of the record before it, which is off after blank lines and with CRLF endings
+/// (rust-csv #208, #395); so the file is read a second time alongside, and the blank
+/// line breaks at that position are skipped to reach the record's real first line.
+struct LineCounter {
+    file: std::io::BufReader<std::fs::File>,
+    offset: u64,
+    line: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> std::io::Result<LineCounter> {
+        Ok(LineCounter {
+            file: std::io::BufReader::new(std::fs::File::open(path)?),
+            offset: 0,
+            line: 1,
+        })
+    }
+
+    /// The line on which the record reported at byte `at` really starts. Calls come
+    /// with increasing `at`, so the file is read once.
+    fn line_of(&mut self, at: u64) -> u64 {
+        use std::io::BufRead;
+        let mut skipping = false;
+        loop {
+            let Ok(buf) = self.file.fill_buf() else {
+                return self.line;
+            };
+            if buf.is_empty() {
+                return self.line;
+            }
+            let mut used = 0;
+            let mut done = false;
+            for b in buf {
+                if self.offset + used as u64 >= at {
+                    skipping = true;
+                }
+                if skipping && *b != b'\n' && *b != b'\r' {
+                    done = true;
+                    break;
+                }
+                if *b == b'\n' {
+                    self.line += 1;
+                }
+                used += 1;
+            }
+            self.file.consume(used);
+            self.offset += used as u64;
+            if done {
+                return self.line;
+            }
+        }
+    }
+}
 
 impl Source {
     fn open(path: &Path) -> Result<(Source, Vec<String>)> {
@@ -387,10 +443,12 @@ impl Source {
             .iter()
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
+        let lines = LineCounter::open(path).map_err(|e| io_err(&e))?;
         Ok((
             Source::Csv {
                 reader,
                 record,
+                lines,
                 total,
             },
             header,
@@ -399,11 +457,16 @@ impl Source {
 
     fn next_row(&mut self) -> Option<SourceRow> {
         match self {
-            Source::Csv { reader, record, .. } => loop {
+            Source::Csv {
+                reader,
+                record,
+                lines,
+                ..
+            } => loop {
                 match reader.read_byte_record(record) {
                     Ok(false) => return None,
                     Ok(true) => {
-                        let line = record.position().map(|p| p.line()).unwrap_or(0);
+                        let line = lines.line_of(record.position().map(|p| p.byte()).unwrap_or(0));
                         if record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
                             continue;
                         }
@@ -419,7 +482,7 @@ impl Source {
                         }));
                     }
                     Err(e) => {
-                        let line = e.position().map(|p| p.line()).unwrap_or(0);
+                        let line = lines.line_of(e.position().map(|p| p.byte()).unwrap_or(0));
                         return Some(Err(RowError {
                             line,
                             field: String::new(),

@@ -56,8 +56,8 @@ const KEY_CHECK: &str = "key_check";
 
 impl App {
     /// Wraps an open store. The first time a database is used, a check value encrypted
-    /// with the configured key is stored; afterwards a different key is refused with a
-    /// clear error instead of producing garbage.
+    /// with the configured key is stored; afterwards a ring without that key is refused
+    /// with a clear error instead of producing garbage.
     pub async fn new(
         store: Store,
         keys: KeyRing,
@@ -66,6 +66,11 @@ impl App {
     ) -> Result<App> {
         let stored = store.meta_init(KEY_CHECK, &keys.check_value()).await?;
         keys.verify_check_value(&stored)?;
+        // Look-ups stay on the key the database was set up with, so rotating the
+        // active key (`NEW,OLD`) keeps every pensioner findable.
+        let index_key = lifecert_crypto::ciphertext_key_id(&stored)
+            .ok_or_else(|| AppError::Corrupt("the stored key check value is malformed".into()))?;
+        let keys = keys.with_index_key(&index_key)?;
         Ok(App {
             store,
             keys,

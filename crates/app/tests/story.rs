@@ -990,3 +990,119 @@ async fn a_wrong_key_is_refused_and_sm4_works() {
         b.drop_pg(app).await;
     }
 }
+
+#[tokio::test]
+async fn rotating_the_master_key_keeps_every_pensioner_findable() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("370102", "19460606", 91);
+        let roll = b.file(
+            "r.csv",
+            &format!("{HEADER}\n{}\n", row(&p, "冯三", "2026-06-01", "2026-10")),
+        );
+        import(&app, &roll).await;
+        app.store().clone().close().await;
+
+        let b64 = |n: u8| base64::engine::general_purpose::STANDARD.encode([n; 32]);
+        let rotated =
+            KeyRing::from_key_list(&format!("{},{}", b64(9), b64(7)), Cipher::Aes256Gcm).unwrap();
+        let app = b.app_with(clock(), rotated).await.unwrap();
+        assert_eq!(
+            app.recipient_view(&nid(&p)).await.unwrap().name_masked,
+            "冯*",
+            "{}",
+            b.name
+        );
+        let again = import(&app, &roll).await;
+        assert_eq!(
+            (again.inserted, again.unchanged),
+            (0, 1),
+            "{}: no duplicate after rotation",
+            b.name
+        );
+        let q = id("370102", "19460606", 93);
+        import(
+            &app,
+            &b.file(
+                "r2.csv",
+                &format!("{HEADER}\n{}\n", row(&q, "冯四", "2026-06-01", "")),
+            ),
+        )
+        .await;
+        assert_eq!(
+            app.recipient_view(&nid(&q)).await.unwrap().name_masked,
+            "冯*"
+        );
+        app.store().clone().close().await;
+
+        // Dropping the key the database was set up with is refused, not silently broken.
+        let only_new = KeyRing::from_key_list(&b64(9), Cipher::Aes256Gcm).unwrap();
+        let err = b.app_with(clock(), only_new).await.err().unwrap();
+        assert_eq!(err.code(), "wrong_master_key", "{err}");
+        let app = b.app(clock()).await;
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn import_errors_name_the_real_line_with_crlf_blank_lines_and_quoted_newlines() {
+    let b = backends().await.remove(0);
+    let app = b.app(clock()).await;
+    let good = |seq| row(&id("110105", "19500101", seq), "好", "2026-06-01", "");
+    let body = [
+        HEADER.to_string(), // 1
+        good(101),          // 2
+        String::new(),      // 3
+        format!(
+            "{},\"多行\r\n地址\",enterprise,110105,2010-02,3000,,,,,",
+            id("110105", "19500101", 103)
+        ), // 4-5
+        row("bad-id", "坏", "", ""), // 6
+        String::new(),      // 7
+        String::new(),      // 8
+        row(&id("110105", "19500101", 105), "", "", ""), // 9
+    ];
+    for (name, sep) in [("crlf.csv", "\r\n"), ("lf.csv", "\n")] {
+        let text = body.join(sep).replace("\r\n地址", &format!("{sep}地址")) + sep;
+        let r = import(&app, &b.file(name, &text)).await;
+        let lines: Vec<(u64, &str)> = r.errors.iter().map(|e| (e.line, e.code)).collect();
+        assert_eq!(
+            lines,
+            vec![(6, "invalid_id_number"), (9, "missing_name")],
+            "{name}"
+        );
+        assert_eq!(r.rows, 4, "{name}");
+    }
+    b.drop_pg(app).await;
+}
+
+#[tokio::test]
+async fn recovery_asks_back_what_the_ledger_paid_after_a_raise() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let p = id("230103", "19410101", 95);
+        let roll = format!("{HEADER}\n{}\n", row(&p, "褚五", "2026-06-01", "2026-10"));
+        import(&app, &b.file("r.csv", &roll)).await;
+        let out = b.dir.path().join("p.csv");
+        app.export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        app.close_payments(&staff(), ym("2026-11")).await.unwrap();
+        let raised = b.file("raise.csv", &roll.replace("3000.00", "3500.00"));
+        assert_eq!(import(&app, &raised).await.updated, 1);
+
+        clock.set(d("2026-12-03"));
+        app.report_death(&staff(), &nid(&p), d("2026-09-20"), "health")
+            .await
+            .unwrap();
+        let c = app.confirm_death(&staff(), &nid(&p)).await.unwrap();
+        assert_eq!(
+            c.overpaid_months,
+            vec!["2026-10".to_string(), "2026-11".to_string()]
+        );
+        // October was paid before lifecert (the amount on record), November by the ledger.
+        assert_eq!(c.overpaid_fen, 350_000 + 300_000, "{}", b.name);
+        b.drop_pg(app).await;
+    }
+}

@@ -5,6 +5,12 @@
 /// No variant ever carries key material or plaintext, so errors are safe to log.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// Blind indexes were computed under a key that is no longer configured.
+    #[error(
+        "the key {key_id} that indexes this database is not configured: after rotating, keep it in LIFECERT_MASTER_KEY after the new active key (e.g. NEW,OLD) so pensioners can still be found"
+    )]
+    IndexKeyMissing { key_id: String },
+
     /// The master key text could not be used as a key.
     #[error("invalid master key: {0}")]
     InvalidKey(String),

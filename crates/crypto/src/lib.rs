@@ -39,10 +39,11 @@
 //! be re-encrypted at leisure ([`ciphertext_key_id`] tells which rows need it).
 //! Once nothing refers to a previous key it can be dropped from the ring.
 //!
-//! Blind indexes and row digests are computed with the **active** key only. Rotating
-//! the active key therefore changes every blind index and digest: all stored blind
-//! indexes must be recomputed (from the decrypted values) before look-ups work
-//! again, and digests will report every row as changed until refreshed.
+//! Blind indexes and row digests are computed with the ring's *index key*: the active
+//! key unless [`KeyRing::with_index_key`] names another. lifecert pins it to the key a
+//! database was set up with, so after rotation (`NEW,OLD`) look-ups keep working as
+//! long as the old key stays in the ring. Retiring that key needs a re-index of every
+//! stored blind index and digest, which is not built yet.
 
 mod error;
 mod key;

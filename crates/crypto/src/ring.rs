@@ -101,6 +101,10 @@ pub struct KeyRing {
     cipher: Cipher,
     /// Never empty; slot 0 is the active key.
     slots: Arc<[Slot]>,
+    /// The slot whose subkeys compute blind indexes and digests. Stored indexes must stay
+    /// stable across rotation, so this is the key a database was set up with, not
+    /// necessarily the active one.
+    index: usize,
 }
 
 impl KeyRing {
@@ -116,7 +120,26 @@ impl KeyRing {
         KeyRing {
             cipher,
             slots: slots.into(),
+            index: 0,
         }
+    }
+
+    /// Uses the key `key_id` (which must be in the ring) for blind indexes and digests,
+    /// so that a database indexed under an older key stays searchable after rotation.
+    pub fn with_index_key(mut self, key_id: &str) -> Result<KeyRing, CryptoError> {
+        self.index = self
+            .slots
+            .iter()
+            .position(|s| hex(&s.id) == key_id)
+            .ok_or_else(|| CryptoError::IndexKeyMissing {
+                key_id: key_id.to_string(),
+            })?;
+        Ok(self)
+    }
+
+    /// Id of the key used for blind indexes and digests.
+    pub fn index_key_id(&self) -> String {
+        hex(&self.slots[self.index].id)
     }
 
     /// Parses one or more base64 keys separated by commas, whitespace or newlines.
@@ -157,7 +180,7 @@ impl KeyRing {
         self.cipher
     }
 
-    /// Id of the key used for new encryptions, blind indexes and digests.
+    /// Id of the key used for new encryptions.
     pub fn active_key_id(&self) -> String {
         hex(&self.active().id)
     }
@@ -254,10 +277,10 @@ impl KeyRing {
 
     /// A deterministic, keyed look-up token for an already normalised value.
     ///
-    /// Uses the active key only, so after rotating the active key every stored
-    /// blind index must be recomputed.
+    /// Uses the index key (see [`KeyRing::with_index_key`]), so rotating the active key
+    /// leaves stored indexes valid as long as the index key stays in the ring.
     pub fn blind_index(&self, field: Field, normalized: &str) -> [u8; 16] {
-        let mut mac = self.active().bidx.clone();
+        let mut mac = self.slots[self.index].bidx.clone();
         mac.update(field.label().as_bytes());
         // Labels never contain NUL, so label || 0 || value cannot collide across fields.
         mac.update(&[0]);
@@ -268,9 +291,9 @@ impl KeyRing {
     /// A keyed fingerprint of several values, for noticing changed rows without decrypting.
     ///
     /// Each part is length-prefixed, so `["ab", "c"]` and `["a", "bc"]` differ.
-    /// Like blind indexes it depends on the active key.
+    /// Like blind indexes it depends on the index key.
     pub fn digest(&self, parts: &[&[u8]]) -> [u8; 16] {
-        let mut mac = self.active().digest.clone();
+        let mut mac = self.slots[self.index].digest.clone();
         for part in parts {
             mac.update(&(part.len() as u64).to_le_bytes());
             mac.update(part);
@@ -577,7 +600,7 @@ mod tests {
             .collect();
         assert_eq!(per_field.len(), Field::ALL.len());
 
-        // Only the active key counts: a rotated ring gives different indexes for the same value.
+        // By default the active key indexes: a rotated ring gives different indexes...
         let rotated = KeyRing::new(key(2), vec![key(1)], Cipher::Aes256Gcm);
         assert_ne!(
             rotated.blind_index(Field::IdNumber, "110101199003077777"),
@@ -587,6 +610,24 @@ mod tests {
             rotated.blind_index(Field::IdNumber, "110101199003077777"),
             ring(2, Cipher::Aes256Gcm).blind_index(Field::IdNumber, "110101199003077777")
         );
+        // ...unless it keeps indexing under the key the data was indexed with.
+        let pinned = rotated.with_index_key(&key(1).key_id()).unwrap();
+        assert_eq!(
+            pinned.blind_index(Field::IdNumber, "110101199003077777"),
+            bi
+        );
+        assert_eq!(
+            pinned.digest(&[b"x"]),
+            ring(1, Cipher::Aes256Gcm).digest(&[b"x"])
+        );
+        assert_eq!(
+            pinned.active_key_id(),
+            key(2).key_id(),
+            "new data still uses the new key"
+        );
+        assert_eq!(pinned.index_key_id(), key(1).key_id());
+        let missing = ring(2, Cipher::Aes256Gcm).with_index_key(&key(1).key_id());
+        assert!(matches!(missing, Err(CryptoError::IndexKeyMissing { .. })));
     }
 
     #[test]

@@ -173,11 +173,17 @@ fn actor(cli_actor: Option<String>) -> Actor {
 /// Opens the database and key ring named by the settings.
 pub async fn open_app(settings: &Settings, out: Output) -> Result<App> {
     let (keys, source) = resolve_key_ring(&settings.keys, &settings.database_url)?;
-    if let KeySource::Created(path) = &source {
-        out.notice(&format!(
+    match &source {
+        KeySource::Created(path) => out.notice(&format!(
             "lifecert: created a new master key in {} (mode 0600). Back it up: without it the personal data in this database cannot be read.",
             path.display()
-        ));
+        )),
+        KeySource::File(path) => {
+            if let Some(warning) = lifecert_crypto::key_file_warning(path) {
+                out.notice(&format!("lifecert: warning: {warning}"));
+            }
+        }
+        KeySource::Environment => {}
     }
     let store = Store::open(&settings.database_url)
         .await

@@ -39,7 +39,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIFECERT_LOG")
@@ -76,4 +79,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Bad arguments: clap's message on standard error, and with `--json` the same error
+/// object every other failure prints, so scripts never have to parse help text.
+fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return code;
+    }
+    let _ = e.print();
+    if std::env::args().any(|a| a == "--json") {
+        let message = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string();
+        println!(
+            "{}",
+            serde_json::json!({"error": {"code": "invalid_argument", "message": message}})
+        );
+    }
+    ExitCode::from(2)
 }

@@ -872,21 +872,32 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Months withheld for imprisonment (forfeited, never paid) after `after_month`.
-    pub async fn forfeited_months(
+    /// A pensioner's lines in closed runs of months after `after_month`.
+    pub async fn closed_lines_after(
         &mut self,
         recipient_id: i64,
         after_month: &str,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<PaymentLine>> {
         let sql = self.sql(
-            "SELECT l.months FROM payment_lines l JOIN payment_runs p ON p.month = l.month \
-             WHERE p.status = 'closed' AND l.recipient_id = ? AND l.kind = 'withhold' AND l.reason = 'imprisonment' AND l.month > ?",
+            "SELECT l.recipient_id, l.kind, l.reason, l.months, l.amount_fen FROM payment_lines l \
+             JOIN payment_runs p ON p.month = l.month \
+             WHERE p.status = 'closed' AND l.recipient_id = ? AND l.month > ? ORDER BY l.month",
         );
         let rows = sqlx::query(&sql)
             .bind(recipient_id)
             .bind(after_month)
             .fetch_all(self.conn())
             .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter()
+            .map(|r| {
+                Ok(PaymentLine {
+                    recipient_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    months: r.try_get(3)?,
+                    amount_fen: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 }
