@@ -585,7 +585,84 @@ fn open_xlsx(path: &Path) -> Result<(Source, Vec<String>)> {
 
 /// Rows validated per transaction: large enough to amortise the commit, small enough
 /// that an interrupted import loses little work.
-const IMPORT_BATCH: usize = 2000;
+const IMPORT_BATCH: usize = 20_000;
+
+/// A batch ready to write: validated, encrypted and indexed.
+struct PreparedBatch {
+    rows: Vec<(u64, RecipientImport)>,
+    progress: ImportProgress,
+}
+
+/// What reading the file found, apart from what was written.
+#[derive(Default)]
+struct ReadSummary {
+    rows: u64,
+    rejected: u64,
+    errors: Vec<RowError>,
+}
+
+/// Reads, validates and encrypts the file batch by batch on a blocking thread; the
+/// caller writes each batch while the next one is being prepared. Stops early if the
+/// writer has gone (it failed).
+fn read_and_prepare(
+    app: App,
+    mut source: Source,
+    header: Header,
+    today: NaiveDate,
+    batches: tokio::sync::mpsc::Sender<PreparedBatch>,
+) -> ReadSummary {
+    let mut summary = ReadSummary::default();
+    let mut seen: HashSet<[u8; 18]> = HashSet::new();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut finished = false;
+    while !finished {
+        match source.next_row() {
+            None => finished = true,
+            Some(row) => {
+                summary.rows += 1;
+                match row.and_then(|(line, cells)| validate(&header, &cells, line, today)) {
+                    Ok(valid) => {
+                        let mut key = [0u8; 18];
+                        key.copy_from_slice(valid.id.as_str().as_bytes());
+                        if seen.insert(key) {
+                            batch.push((valid.line, app.to_import(&valid)));
+                        } else {
+                            summary.rejected += 1;
+                            summary.errors.push(row_error(
+                                valid.line,
+                                Column::IdNumber,
+                                "duplicate_in_file",
+                                format!(
+                                    "ID number {} appears earlier in the file; only the first row with it is used",
+                                    valid.id.masked()
+                                ),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        summary.rejected += 1;
+                        summary.errors.push(e);
+                    }
+                }
+            }
+        }
+        if batch.len() >= IMPORT_BATCH || finished {
+            let (done, total) = source.progress();
+            let prepared = PreparedBatch {
+                rows: std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH)),
+                progress: ImportProgress {
+                    done,
+                    total,
+                    rows: summary.rows,
+                },
+            };
+            if batches.blocking_send(prepared).is_err() {
+                break;
+            }
+        }
+    }
+    summary
+}
 
 impl App {
     #[tracing::instrument(skip_all)]
@@ -595,9 +672,8 @@ impl App {
         path: &Path,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport> {
-        let (mut source, header_cells) = Source::open(path)?;
+        let (source, header_cells) = Source::open(path)?;
         let header = Header::parse(&header_cells)?;
-        let today = self.today();
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -606,54 +682,31 @@ impl App {
             ignored_columns: header.ignored.clone(),
             ..ImportReport::default()
         };
-        let mut seen: HashSet<[u8; 18]> = HashSet::new();
-        let mut batch: Vec<ValidRow> = Vec::with_capacity(IMPORT_BATCH);
-        while let Some(row) = source.next_row() {
-            report.rows += 1;
-            let outcome = row.and_then(|(line, cells)| validate(&header, &cells, line, today));
-            match outcome {
-                Ok(valid) => {
-                    let mut key = [0u8; 18];
-                    key.copy_from_slice(valid.id.as_str().as_bytes());
-                    if seen.insert(key) {
-                        batch.push(valid);
-                    } else {
-                        report.rejected += 1;
-                        report.errors.push(row_error(
-                            valid.line,
-                            Column::IdNumber,
-                            "duplicate_in_file",
-                            format!(
-                                "ID number {} appears earlier in the file; only the first row with it is used",
-                                valid.id.masked()
-                            ),
-                        ));
-                    }
-                }
-                Err(e) => {
-                    report.rejected += 1;
-                    report.errors.push(e);
-                }
-            }
-            if batch.len() >= IMPORT_BATCH {
-                self.store_batch(actor, &file_name, &mut batch, &mut report)
-                    .await?;
-                let (done, total) = source.progress();
-                progress(ImportProgress {
-                    done,
-                    total,
-                    rows: report.rows,
-                });
-            }
-        }
-        self.store_batch(actor, &file_name, &mut batch, &mut report)
-            .await?;
-        let (done, total) = source.progress();
-        progress(ImportProgress {
-            done,
-            total,
-            rows: report.rows,
+        // Two batches in flight: one being written, one being prepared.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let app = self.clone();
+        let today = self.today();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_and_prepare(app, source, header, today, sender)
         });
+        let mut written = Ok(());
+        while let Some(batch) = receiver.recv().await {
+            written = self
+                .store_batch(actor, &file_name, batch.rows, &mut report)
+                .await;
+            if written.is_err() {
+                break;
+            }
+            progress(batch.progress);
+        }
+        drop(receiver);
+        let summary = reader
+            .await
+            .map_err(|e| AppError::Io(format!("the import stopped unexpectedly: {e}")))?;
+        written?;
+        report.rows = summary.rows;
+        report.rejected = summary.rejected;
+        report.errors = summary.errors;
         report.errors.sort_by_key(|e| e.line);
         Ok(report)
     }
@@ -687,16 +740,12 @@ impl App {
         &self,
         actor: &Actor,
         file_name: &str,
-        batch: &mut Vec<ValidRow>,
+        rows: Vec<(u64, RecipientImport)>,
         report: &mut ImportReport,
     ) -> Result<()> {
-        if batch.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(u64, RecipientImport)> = batch
-            .drain(..)
-            .map(|r| (r.line, self.to_import(&r)))
-            .collect();
         let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
         let bidxs: Vec<&[u8]> = rows.iter().map(|(_, r)| r.id_bidx.as_slice()).collect();
@@ -731,16 +780,23 @@ impl App {
                 }
             }
         }
-        for (bidx, id) in tx.insert_recipients(&new_rows, &now).await? {
-            let line = new_lines.get(&bidx).copied().unwrap_or(0);
+        // One entry per batch lists every pensioner added with the line it came from:
+        // each addition is on the trail, without a million audit rows for a bulk load.
+        let added: Vec<(i64, u64)> = tx
+            .insert_recipients(&new_rows, &now)
+            .await?
+            .into_iter()
+            .map(|(bidx, id)| (id, new_lines.get(&bidx).copied().unwrap_or(0)))
+            .collect();
+        if !added.is_empty() {
+            report.inserted += added.len() as u64;
             self.audit(
                 &mut tx,
                 actor,
-                "recipient.added",
-                Some(id),
-                serde_json::json!({"source": "import", "file": file_name, "line": line}),
+                "recipients.added",
+                None,
+                serde_json::json!({"source": "import", "file": file_name, "count": added.len(), "recipients_and_lines": added}),
             );
-            report.inserted += 1;
         }
         tx.commit().await?;
         Ok(())

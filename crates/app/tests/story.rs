@@ -842,14 +842,17 @@ async fn audit_verify_names_the_first_changed_deleted_or_reordered_entry() {
                 &b.file("r.csv", &format!("{HEADER}\n{}\n", rows.join("\n"))),
             )
             .await;
-            app.report_death(
-                &staff(),
-                &nid(&id("110105", "19500101", 61)),
-                d("2026-11-01"),
-                "health",
-            )
-            .await
-            .unwrap();
+            // One entry for the imported batch, two for each death report.
+            for seq in [61, 63, 65] {
+                app.report_death(
+                    &staff(),
+                    &nid(&id("110105", "19500101", seq)),
+                    d("2026-11-01"),
+                    "health",
+                )
+                .await
+                .unwrap();
+            }
             let ok = app.store().verify_audit().await.unwrap();
             assert_eq!((ok.first_bad_seq, ok.entries), (None, 7), "{}", b.name);
             for s in statements {

@@ -839,29 +839,4 @@ mod tests {
             "3f11ea6d182208b7c92b8477eb5695ad"
         );
     }
-
-    /// Rough throughput check for the import path: `cargo test -p lifecert-crypto -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn import_row_throughput() {
-        for cipher in CIPHERS {
-            let r = ring(1, cipher);
-            let rows = 100_000u32;
-            let start = std::time::Instant::now();
-            let mut sink = 0usize;
-            for i in 0..rows {
-                let id = format!("1101011990030{i:05}");
-                sink += r.encrypt_str(Field::Name, "张三丰").len();
-                sink += r.encrypt_str(Field::IdNumber, &id).len();
-                sink += r.encrypt_str(Field::Phone, "13800138000").len();
-                sink += r.blind_index(Field::IdNumber, &id)[0] as usize;
-                sink += r.digest(&[id.as_bytes(), "张三丰".as_bytes(), b"13800138000"])[0] as usize;
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{cipher}: {:.0} rows/s (sink {sink})",
-                f64::from(rows) / secs
-            );
-        }
-    }
 }

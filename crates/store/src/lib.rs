@@ -128,6 +128,12 @@ impl Store {
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 30000",
+                            // 64 MiB of page cache (default 2 MiB): imports touch index
+                            // pages all over the random-keyed blind index.
+                            "PRAGMA cache_size = -65536",
+                            // Statement journals of multi-row inserts stay in memory
+                            // instead of a temporary file written and read back per statement.
+                            "PRAGMA temp_store = MEMORY",
                         ] {
                             conn.execute(pragma).await?;
                         }

@@ -33,7 +33,6 @@ CREATE TABLE recipients (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX recipients_next_due ON recipients (next_due_on);
-CREATE INDEX recipients_status ON recipients (status);
 
 CREATE TABLE certifications (
     id INTEGER PRIMARY KEY,
