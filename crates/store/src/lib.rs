@@ -126,7 +126,8 @@ impl Store {
                         // Statements are prepared once per connection; a generic plan made
                         // while a table was empty (a sequential scan) would otherwise be
                         // kept as it grows: import look-ups became 100 times slower.
-                        conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                        conn.execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
                     }
                     if dialect == Dialect::Sqlite {
                         for pragma in [
