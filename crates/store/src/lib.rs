@@ -122,13 +122,6 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if dialect == Dialect::Postgres {
-                        // Statements are prepared once per connection; a generic plan made
-                        // while a table was empty (a sequential scan) would otherwise be
-                        // kept as it grows: import look-ups became 100 times slower.
-                        conn.execute("SET plan_cache_mode = force_custom_plan")
-                            .await?;
-                    }
                     if dialect == Dialect::Sqlite {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",

@@ -401,6 +401,15 @@ impl WriteTx {
     /// Looks up, by blind index, the pensioners of an import batch that are already stored.
     pub async fn existing_for_import(&mut self, bidxs: &[&[u8]]) -> Result<Vec<ImportExisting>> {
         let mut out = Vec::new();
+        if self.dialect == Dialect::Postgres {
+            // The look-up is prepared once per connection; a generic plan made while the
+            // table was empty (a sequential scan) would be kept as it grows, and a 1M
+            // import slowed to 11k rows/s. Custom plans, for this transaction only: the
+            // large multi-row inserts elsewhere are better off with cached plans.
+            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                .execute(self.conn())
+                .await?;
+        }
         for chunk in bidxs.chunks(BATCH_ROWS) {
             let sql = self.sql(&format!(
                 "SELECT id, id_bidx, import_digest, last_certified_on, settled_through FROM recipients WHERE id_bidx IN ({})",
