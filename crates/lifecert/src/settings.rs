@@ -64,3 +64,45 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("lifecert.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_then_flag_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(
+            &dir,
+            "database_url = \"postgres://u:p@db/lifecert\"\nmaster_key_file = \"/etc/lifecert/key\"\n",
+        );
+        let s = Settings::load(Some(&config), None).unwrap();
+        assert_eq!(s.database_url, "postgres://u:p@db/lifecert");
+        assert_eq!(
+            s.keys.master_key_file.as_deref(),
+            Some(Path::new("/etc/lifecert/key"))
+        );
+        // The flag (or LIFECERT_DATABASE_URL, merged into it by clap) wins over the file.
+        let s = Settings::load(Some(&config), Some("sqlite://x.db".into())).unwrap();
+        assert_eq!(s.database_url, "sqlite://x.db");
+        assert_eq!(
+            Settings::load(None, None).unwrap().database_url,
+            DEFAULT_DATABASE_URL
+        );
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Settings::load(Some(&write(&dir, "databse_url = \"x\"\n")), None).unwrap_err();
+        assert!(format!("{err:#}").contains("databse_url"), "{err:#}");
+        let err = Settings::load(Some(&write(&dir, "field_cipher = \"des\"\n")), None).unwrap_err();
+        assert!(format!("{err:#}").contains("sm4-gcm"), "{err:#}");
+    }
+}
