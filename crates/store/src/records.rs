@@ -159,6 +159,17 @@ pub struct OpenRecovery {
     pub amount_fen: i64,
 }
 
+/// A payment line from the first five columns: recipient_id, kind, reason, months, amount_fen.
+fn payment_line_from_row(r: &AnyRow) -> Result<PaymentLine> {
+    Ok(PaymentLine {
+        recipient_id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        reason: r.try_get(2)?,
+        months: r.try_get(3)?,
+        amount_fen: r.try_get(4)?,
+    })
+}
+
 /// Builds `(?, ?, ...), (?, ?, ...)` for a multi-row statement.
 fn value_groups(rows: usize, columns: usize) -> String {
     let group = format!("({})", vec!["?"; columns].join(", "));
@@ -828,13 +839,7 @@ impl WriteTx {
         rows.iter()
             .map(|r| {
                 Ok((
-                    PaymentLine {
-                        recipient_id: r.try_get(0)?,
-                        kind: r.try_get(1)?,
-                        reason: r.try_get(2)?,
-                        months: r.try_get(3)?,
-                        amount_fen: r.try_get(4)?,
-                    },
+                    payment_line_from_row(r)?,
                     r.try_get(5)?,
                     r.try_get(6)?,
                     r.try_get(7)?,
@@ -897,16 +902,6 @@ impl WriteTx {
             .bind(after_month)
             .fetch_all(self.conn())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PaymentLine {
-                    recipient_id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    reason: r.try_get(2)?,
-                    months: r.try_get(3)?,
-                    amount_fen: r.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(payment_line_from_row).collect()
     }
 }
