@@ -74,11 +74,10 @@ impl PartialFile {
         ))
     }
 
+    /// Moves the file into place; `Drop` then finds nothing left to remove.
     fn finish(self) -> Result<()> {
         std::fs::rename(&self.path, &self.dest)
-            .map_err(|e| AppError::Io(format!("cannot write {}: {e}", self.dest.display())))?;
-        std::mem::forget(self);
-        Ok(())
+            .map_err(|e| AppError::Io(format!("cannot write {}: {e}", self.dest.display())))
     }
 }
 
