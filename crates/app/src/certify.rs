@@ -10,9 +10,16 @@ use lifecert_domain::{
 use lifecert_store::CertificationRow;
 use serde::Serialize;
 
+/// Which pensioner: by national ID number (CLI) or by lifecert's id (API).
+#[derive(Debug, Clone)]
+pub enum RecipientRef {
+    IdNumber(NationalId),
+    Id(i64),
+}
+
 #[derive(Debug, Clone)]
 pub struct CertifyRequest {
-    pub id_number: NationalId,
+    pub recipient: RecipientRef,
     pub channel: Channel,
     pub date: NaiveDate,
     pub outcome: Outcome,
@@ -76,7 +83,13 @@ impl App {
         let reason = check_reason(req.outcome, req.reason.as_deref())?;
         let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
-        let r = self.recipient_for_update(&mut tx, &req.id_number).await?;
+        let r = match &req.recipient {
+            RecipientRef::IdNumber(id) => self.recipient_for_update(&mut tx, id).await?,
+            RecipientRef::Id(id) => tx
+                .recipient_by_id(*id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("no pensioner with id {id}")))?,
+        };
         let mut status = PaymentStatus::from_parts(&r.status, r.suspension_reason.as_deref())
             .map_err(|e| AppError::Corrupt(e.to_string()))?;
         if status == PaymentStatus::Terminated {
@@ -84,7 +97,7 @@ impl App {
                 "recipient_terminated",
                 format!(
                     "payment to {} was terminated after a confirmed death; a certification cannot be recorded (lodge an appeal if the death was wrong)",
-                    req.id_number.masked()
+                    "this pensioner"
                 ),
             ));
         }
@@ -136,22 +149,26 @@ impl App {
                     tx.set_certified(r.id, &date_str(req.date), &next_due_on, &now)
                         .await?;
                 }
+                // A pass clears the suspensions a certification can clear: overdue, and
+                // a doubtful result now resolved by a new certification.
                 let due = parse_stored_date(&next_due_on)?;
-                if status == PaymentStatus::Suspended(SuspensionReason::Overdue)
-                    && !self.policy.is_past_grace(due, today)
+                let clearable = [SuspensionReason::Overdue, SuspensionReason::Doubtful];
+                if let Some(cleared) = status.suspension_reason().filter(|r| clearable.contains(r))
                 {
-                    status = status
-                        .resume(SuspensionReason::Overdue)
-                        .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
-                    tx.set_status(r.id, status.as_str(), None, &date_str(today), &now)
-                        .await?;
-                    self.audit(
-                        &mut tx,
-                        actor,
-                        "recipient.resumed",
-                        Some(r.id),
-                        serde_json::json!({"cleared": "overdue", "certification_id": certification_id}),
-                    );
+                    if !self.policy.is_past_grace(due, today) {
+                        status = status
+                            .resume(cleared)
+                            .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
+                        tx.set_status(r.id, status.as_str(), None, &date_str(today), &now)
+                            .await?;
+                        self.audit(
+                            &mut tx,
+                            actor,
+                            "recipient.resumed",
+                            Some(r.id),
+                            serde_json::json!({"cleared": cleared.as_str(), "certification_id": certification_id}),
+                        );
+                    }
                 }
             }
             Outcome::Doubtful => {
@@ -162,10 +179,31 @@ impl App {
                         r.id,
                         "doubtful_certification",
                         Some(certification_id),
-                        serde_json::json!({"channel": req.channel.as_str(), "reason": reason}),
+                        serde_json::json!({"channel": req.channel.as_str(), "reason": reason, "certified_on": date_str(req.date)}),
                     )
                     .await?;
                 review_case_id = Some(case);
+                // Payment waits for the review (issue 3: a doubtful result suspends).
+                if status == PaymentStatus::Active {
+                    status = status
+                        .suspend(SuspensionReason::Doubtful)
+                        .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
+                    tx.set_status(
+                        r.id,
+                        status.as_str(),
+                        Some("doubtful"),
+                        &date_str(today),
+                        &now,
+                    )
+                    .await?;
+                    self.audit(
+                        &mut tx,
+                        actor,
+                        "recipient.suspended",
+                        Some(r.id),
+                        serde_json::json!({"reason": "doubtful", "case_id": case}),
+                    );
+                }
             }
             Outcome::Fail => {}
         }

@@ -173,10 +173,22 @@ impl App {
     /// after the month of death opens a recovery case.
     #[tracing::instrument(skip_all)]
     pub async fn confirm_death(&self, actor: &Actor, id: &NationalId) -> Result<DeathReport> {
-        let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
-        let status = status_of(&r)?
+        let report = self.confirm_death_in(&mut tx, actor, &r).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Confirmation inside a transaction (the CLI, or a reviewer's decision).
+    pub(crate) async fn confirm_death_in(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        r: &RecipientRow,
+    ) -> Result<DeathReport> {
+        let now = self.now_string();
+        let status = status_of(r)?
             .terminate_for_death()
             .map_err(transition_error)?;
         let death_date = r
@@ -185,7 +197,7 @@ impl App {
             .map(parse_stored_date)
             .transpose()?
             .ok_or_else(|| AppError::Corrupt("a reported death has no date".to_string()))?;
-        let (months, amount) = self.overpayment(&mut tx, &r, death_date).await?;
+        let (months, amount) = self.overpayment(tx, r, death_date).await?;
         tx.set_status(r.id, status.as_str(), None, &date_str(self.today()), &now)
             .await?;
         tx.close_review_cases(r.id, "confirm_death", "confirmed")
@@ -200,7 +212,7 @@ impl App {
             )
         };
         self.audit(
-            &mut tx,
+            tx,
             actor,
             "death.confirmed",
             Some(r.id),
@@ -211,10 +223,9 @@ impl App {
                 "recovery_case_id": recovery,
             }),
         );
-        tx.commit().await?;
         Ok(death_report(
             status,
-            r.death_date,
+            r.death_date.clone(),
             &months,
             amount,
             recovery,
@@ -225,11 +236,23 @@ impl App {
     /// the withheld months are back-paid in the next payment run.
     #[tracing::instrument(skip_all)]
     pub async fn void_death(&self, actor: &Actor, id: &NationalId) -> Result<DeathReport> {
-        let now = self.now_string();
-        let today = self.today();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
-        let mut status = status_of(&r)?
+        let report = self.void_death_in(&mut tx, actor, &r).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Voiding inside a transaction (the CLI, or a reviewer rejecting the report).
+    pub(crate) async fn void_death_in(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        r: &RecipientRow,
+    ) -> Result<DeathReport> {
+        let now = self.now_string();
+        let today = self.today();
+        let mut status = status_of(r)?
             .resume(SuspensionReason::DeathReported)
             .map_err(transition_error)?;
         // A pensioner who is also long overdue goes back to that suspension rather than
@@ -252,13 +275,12 @@ impl App {
         tx.close_review_cases(r.id, "confirm_death", "voided")
             .await?;
         self.audit(
-            &mut tx,
+            tx,
             actor,
             "death.voided",
             Some(r.id),
             serde_json::json!({"voided_death_date": r.death_date, "status": status.describe()}),
         );
-        tx.commit().await?;
         Ok(death_report(status, None, &[], Fen::ZERO, None))
     }
 }

@@ -10,6 +10,15 @@ pub enum AppError {
     Invalid { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// Not logged in, or the credentials are wrong (401).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Logged in but not allowed (403).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// Too many attempts (429).
+    #[error("{0}")]
+    Locked(String),
     /// The request is valid but the pensioner's state does not allow it.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -31,6 +40,13 @@ impl AppError {
         }
     }
 
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         AppError::Conflict {
             code,
@@ -43,6 +59,9 @@ impl AppError {
         match self {
             AppError::Invalid { .. } => "invalid_input",
             AppError::NotFound(_) => "not_found",
+            AppError::Unauthenticated { code, .. } | AppError::Forbidden { code, .. } => code,
+            AppError::Locked(_) => "account_locked",
+            AppError::Store(StoreError::Duplicate(_)) => "duplicate",
             AppError::Conflict { code, .. } => code,
             AppError::Crypto(CryptoError::WrongKey { .. }) => "wrong_master_key",
             AppError::Crypto(_) => "crypto_error",

@@ -809,6 +809,7 @@ impl App {
             .unwrap_or_else(|| r.benefit_start.first_day());
         RecipientImport {
             id_bidx: self.id_bidx(&r.id),
+            name_bidx: self.name_bidx(&r.name),
             id_number_enc: self.keys.encrypt_str(Field::IdNumber, r.id.as_str()),
             name_enc: self.keys.encrypt_str(Field::Name, &r.name),
             phone_enc: r

@@ -1,6 +1,7 @@
 //! lifecert's use cases. Every state change goes through here and writes its audit
 //! entry in the same transaction; the CLI (and later the HTTP API and feeds) call these.
 
+pub mod access;
 pub mod certify;
 pub mod clock;
 pub mod cycle;
@@ -11,6 +12,7 @@ pub mod import;
 pub mod keys;
 pub mod payments;
 pub mod recipients;
+pub mod staff;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::AppError;
@@ -99,6 +101,12 @@ impl App {
 
     pub(crate) fn id_bidx(&self, id: &NationalId) -> Vec<u8> {
         self.keys.blind_index(Field::IdNumber, id.as_str()).to_vec()
+    }
+
+    /// Exact-name look-up token: the name with surrounding and inner spaces removed.
+    pub(crate) fn name_bidx(&self, name: &str) -> Vec<u8> {
+        let normalised: String = name.chars().filter(|c| !c.is_whitespace()).collect();
+        self.keys.blind_index(Field::Name, &normalised).to_vec()
     }
 
     pub(crate) fn audit(

@@ -152,7 +152,7 @@ async fn import(app: &App, path: &Path) -> lifecert_app::import::ImportReport {
 
 fn certify_req(id: &str, date: &str, outcome: Outcome, reason: Option<&str>) -> CertifyRequest {
     CertifyRequest {
-        id_number: nid(id),
+        recipient: lifecert_app::certify::RecipientRef::IdNumber(nid(id)),
         channel: Channel::Counter,
         date: d(date),
         outcome,

@@ -1,6 +1,6 @@
 //! The crate's error type; messages are written for operators who have to fix a configuration.
 
-/// Everything that can go wrong while loading keys or decrypting data.
+/// Everything that can go wrong while loading keys, decrypting data or making credentials.
 ///
 /// No variant ever carries key material or plaintext, so errors are safe to log.
 #[derive(Debug, thiserror::Error)]
@@ -56,4 +56,16 @@ pub enum CryptoError {
     /// The configured field cipher name is not one we know.
     #[error("unknown field cipher {0:?}: use aes-256-gcm or sm4-gcm")]
     UnknownCipher(String),
+
+    /// The operating system could not supply random bytes (salts, secrets, tokens).
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+
+    /// Argon2 refused to hash a password; with fixed parameters this points to a bug, not bad input.
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+
+    /// A stored TOTP secret is not usable (bad base32, or too short).
+    #[error("invalid TOTP secret: {0}")]
+    TotpSecret(String),
 }

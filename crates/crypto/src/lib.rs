@@ -44,13 +44,27 @@
 //! database was set up with, so after rotation (`NEW,OLD`) look-ups keep working as
 //! long as the old key stays in the ring. Retiring that key needs a re-index of every
 //! stored blind index and digest, which is not built yet.
+//!
+//! # Credentials
+//!
+//! Staff passwords are hashed with Argon2id ([`hash_password`]); second factors are
+//! RFC 6238 TOTP codes ([`TotpSecret`]); API keys and session tokens are random
+//! bearer secrets stored only as SHA-256 hashes ([`generate_api_key`],
+//! [`session_token`]).
 
+mod apikey;
 mod error;
 mod key;
 mod keyfile;
+mod password;
+mod random;
 mod ring;
+mod totp;
 
+pub use apikey::{api_key_hash, constant_time_eq, generate_api_key, session_token};
 pub use error::CryptoError;
 pub use key::{Cipher, MasterKey, MASTER_KEY_LEN};
 pub use keyfile::{create_key_file, key_file_warning, load_key_file};
+pub use password::{dummy_verify, generate_password, hash_password, verify_password};
 pub use ring::{ciphertext_key_id, Field, KeyRing, CIPHERTEXT_OVERHEAD};
+pub use totp::TotpSecret;

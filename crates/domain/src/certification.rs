@@ -1,7 +1,5 @@
 //! Certification channels, outcomes and failure reasons.
 
-use crate::ParseError;
-
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident, $what:literal, { $($variant:ident => $s:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -16,10 +14,10 @@ macro_rules! string_enum {
                 match self { $($name::$variant => $s),+ }
             }
 
-            pub fn parse(s: &str) -> Result<Self, ParseError> {
+            pub fn parse(s: &str) -> Result<Self, $crate::ParseError> {
                 match s.trim() {
                     $($s => Ok($name::$variant),)+
-                    other => Err(ParseError::new(format!(
+                    other => Err($crate::ParseError::new(format!(
                         concat!("unknown ", $what, " {:?}: use one of {}"),
                         other,
                         [$($s),+].join(", ")

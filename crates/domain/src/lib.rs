@@ -1,6 +1,7 @@
 //! lifecert's domain: identifiers, money, months, the certification policy, the
 //! payment state machine and the payment-ledger rules. Pure: no I/O, no clock.
 
+pub mod authz;
 pub mod certification;
 pub mod money;
 pub mod month;
@@ -11,6 +12,7 @@ pub mod recipient;
 pub mod region;
 pub mod sensitive;
 
+pub use authz::{Action, RegionScope, Role};
 pub use certification::{Channel, FailReason, Outcome};
 pub use money::Fen;
 pub use month::{add_months_clamped, YearMonth};

@@ -261,7 +261,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 .certify(
                     &actor,
                     &lifecert_app::certify::CertifyRequest {
-                        id_number: a.id_number,
+                        recipient: lifecert_app::certify::RecipientRef::IdNumber(a.id_number),
                         channel: a.channel,
                         date: a.date,
                         outcome: a.outcome,

@@ -4,10 +4,14 @@
 
 mod audit;
 mod migrate;
+mod queries;
 mod records;
+mod staff;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
+pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
+pub use staff::{ApiKeyRow, SessionRow, UserRow};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor, Transaction};
@@ -25,6 +29,9 @@ pub enum StoreError {
     Schema(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A unique value (a user name, a key name) is taken.
+    #[error("{0}")]
+    Duplicate(String),
 }
 
 impl From<sqlx::Error> for StoreError {

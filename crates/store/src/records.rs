@@ -31,9 +31,9 @@ pub struct RecipientRow {
     pub settled_after: Option<String>,
 }
 
-const RECIPIENT_COLUMNS: &str = "id, id_number_enc, name_enc, phone_enc, gender, birth_date, insurance_type, region_code, benefit_start, monthly_amount_fen, residence, country, last_certified_on, next_due_on, status, suspension_reason, status_changed_on, death_date, death_source, settled_through, settled_after";
+pub(crate) const RECIPIENT_COLUMNS: &str = "id, id_number_enc, name_enc, phone_enc, gender, birth_date, insurance_type, region_code, benefit_start, monthly_amount_fen, residence, country, last_certified_on, next_due_on, status, suspension_reason, status_changed_on, death_date, death_source, settled_through, settled_after";
 
-fn recipient_from_row(r: &AnyRow) -> Result<RecipientRow> {
+pub(crate) fn recipient_from_row(r: &AnyRow) -> Result<RecipientRow> {
     Ok(RecipientRow {
         id: r.try_get(0)?,
         id_number_enc: r.try_get(1)?,
@@ -63,6 +63,7 @@ fn recipient_from_row(r: &AnyRow) -> Result<RecipientRow> {
 #[derive(Debug, Clone)]
 pub struct RecipientImport {
     pub id_bidx: Vec<u8>,
+    pub name_bidx: Vec<u8>,
     pub id_number_enc: Vec<u8>,
     pub name_enc: Vec<u8>,
     pub phone_enc: Option<Vec<u8>>,
@@ -452,13 +453,14 @@ impl WriteTx {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(BATCH_ROWS) {
             let sql = self.sql(&format!(
-                "INSERT INTO recipients (id_bidx, id_number_enc, name_enc, phone_enc, gender, birth_date, insurance_type, region_code, benefit_start, monthly_amount_fen, residence, country, last_certified_on, next_due_on, settled_through, import_digest, status, created_at, updated_at) VALUES {} RETURNING id_bidx, id",
-                value_groups(chunk.len(), 19)
+                "INSERT INTO recipients (id_bidx, name_bidx, id_number_enc, name_enc, phone_enc, gender, birth_date, insurance_type, region_code, benefit_start, monthly_amount_fen, residence, country, last_certified_on, next_due_on, settled_through, import_digest, status, created_at, updated_at) VALUES {} RETURNING id_bidx, id",
+                value_groups(chunk.len(), 20)
             ));
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
                     .bind(&r.id_bidx)
+                    .bind(&r.name_bidx)
                     .bind(&r.id_number_enc)
                     .bind(&r.name_enc)
                     .bind(&r.phone_enc)
@@ -493,9 +495,10 @@ impl WriteTx {
         now: &str,
     ) -> Result<()> {
         let sql = self.sql(
-            "UPDATE recipients SET id_number_enc = ?, name_enc = ?, phone_enc = ?, insurance_type = ?, region_code = ?, benefit_start = ?, monthly_amount_fen = ?, residence = ?, country = ?, last_certified_on = ?, next_due_on = ?, settled_through = ?, import_digest = ?, updated_at = ? WHERE id = ?",
+            "UPDATE recipients SET name_bidx = ?, id_number_enc = ?, name_enc = ?, phone_enc = ?, insurance_type = ?, region_code = ?, benefit_start = ?, monthly_amount_fen = ?, residence = ?, country = ?, last_certified_on = ?, next_due_on = ?, settled_through = ?, import_digest = ?, updated_at = ? WHERE id = ?",
         );
         sqlx::query(&sql)
+            .bind(&r.name_bidx)
             .bind(&r.id_number_enc)
             .bind(&r.name_enc)
             .bind(&r.phone_enc)

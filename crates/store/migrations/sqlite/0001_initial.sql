@@ -6,6 +6,7 @@ CREATE TABLE meta (
 CREATE TABLE recipients (
     id INTEGER PRIMARY KEY,
     id_bidx BLOB NOT NULL UNIQUE,
+    name_bidx BLOB NOT NULL,
     id_number_enc BLOB NOT NULL,
     name_enc BLOB NOT NULL,
     phone_enc BLOB,
@@ -33,6 +34,8 @@ CREATE TABLE recipients (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX recipients_next_due ON recipients (next_due_on);
+CREATE INDEX recipients_name ON recipients (name_bidx);
+CREATE INDEX recipients_region ON recipients (region_code);
 
 CREATE TABLE certifications (
     id INTEGER PRIMARY KEY,

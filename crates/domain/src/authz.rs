@@ -1,0 +1,108 @@
+//! Staff roles (GB/T 44856-2024 岗位: 认证岗, 复核岗, 咨询岗, plus supervisor, auditor and
+//! partner agencies) and the one table that says which role may do what.
+
+use crate::certification::string_enum;
+
+string_enum!(
+    /// A member of staff's role.
+    Role, "role", {
+    Certifier => "certifier",
+    Reviewer => "reviewer",
+    Consultant => "consultant",
+    Supervisor => "supervisor",
+    Auditor => "auditor",
+    Partner => "partner",
+});
+
+string_enum!(
+    /// Something a request asks to do.
+    Action, "action", {
+    ViewRecipient => "view_recipient",
+    RevealIdNumber => "reveal_id_number",
+    RecordCertification => "record_certification",
+    ViewReviewCases => "view_review_cases",
+    DecideReviewCase => "decide_review_case",
+    ViewAudit => "view_audit",
+});
+
+impl Role {
+    /// The role × action table. Everything not listed is refused.
+    pub fn may(self, action: Action) -> bool {
+        use Action::*;
+        use Role::*;
+        match action {
+            // Auditors read the trail, not the pensioners.
+            ViewRecipient => matches!(
+                self,
+                Certifier | Reviewer | Consultant | Supervisor | Partner
+            ),
+            // Consultants and partners see masked numbers only.
+            RevealIdNumber => matches!(self, Certifier | Reviewer | Supervisor),
+            RecordCertification => matches!(self, Certifier | Partner),
+            ViewReviewCases => matches!(self, Reviewer | Supervisor | Auditor),
+            DecideReviewCase => matches!(self, Reviewer),
+            ViewAudit => matches!(self, Auditor | Supervisor),
+        }
+    }
+
+    /// May record a certification for a pensioner outside the user's own region
+    /// (异地认证), seeing only a minimal view of them.
+    pub fn may_certify_elsewhere(self) -> bool {
+        matches!(self, Role::Certifier | Role::Partner)
+    }
+}
+
+/// A region prefix such as `44` (province), `4403` (city) or `440305` (district); the
+/// empty prefix is the whole country.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionScope(String);
+
+impl RegionScope {
+    pub fn parse(s: &str) -> Result<Self, crate::ParseError> {
+        let t = s.trim();
+        if t.len() > 6 || !t.bytes().all(|b| b.is_ascii_digit()) || t.len() % 2 == 1 {
+            return Err(crate::ParseError::new(format!(
+                "{t:?} is not a region prefix: use 2, 4 or 6 digits of a GB/T 2260 code (44, 4403, 440305), or nothing for the whole country"
+            )));
+        }
+        Ok(RegionScope(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn contains(&self, region_code: &str) -> bool {
+        region_code.starts_with(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_least_privilege() {
+        use Action::*;
+        // Only reviewers decide; only certifiers and partners record certifications.
+        for role in Role::ALL {
+            assert_eq!(role.may(DecideReviewCase), *role == Role::Reviewer);
+            assert_eq!(
+                role.may(RecordCertification),
+                matches!(role, Role::Certifier | Role::Partner)
+            );
+        }
+        assert!(!Role::Auditor.may(ViewRecipient));
+        assert!(!Role::Consultant.may(RevealIdNumber));
+        assert!(Role::Auditor.may(ViewAudit));
+    }
+
+    #[test]
+    fn scopes() {
+        let s = RegionScope::parse("4403").unwrap();
+        assert!(s.contains("440305"));
+        assert!(!s.contains("440105"));
+        assert!(RegionScope::parse("").unwrap().contains("110105"));
+        assert!(RegionScope::parse("443").is_err());
+    }
+}
