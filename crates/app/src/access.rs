@@ -11,7 +11,7 @@ use lifecert_store::{RecipientFilter, RecipientRow, ReviewCaseRow};
 use serde::Serialize;
 
 /// A pensioner as a member of staff in their region sees them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StaffRecipient {
     pub id: i64,
     /// Masked (`110105********002X`) unless revealed.
@@ -33,7 +33,7 @@ pub struct StaffRecipient {
 
 /// What a certifier or partner from another region sees (异地认证): enough to be sure
 /// they have the right person, nothing more.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MinimalRecipient {
     pub id: i64,
     pub id_number: String,
@@ -41,14 +41,14 @@ pub struct MinimalRecipient {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "view", rename_all = "snake_case")]
 pub enum RecipientForStaff {
     Full(Box<StaffRecipient>),
     Minimal(MinimalRecipient),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReviewCaseView {
     pub id: i64,
     pub recipient_id: i64,

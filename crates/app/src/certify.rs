@@ -31,7 +31,7 @@ pub struct CertifyRequest {
     pub evidence: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CertifyReport {
     pub certification_id: i64,
     pub outcome: String,

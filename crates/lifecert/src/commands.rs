@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use lifecert_app::keys::{resolve_key_ring, KeySource};
 use lifecert_app::{Actor, App, AppError, SystemClock};
-use lifecert_domain::{Channel, NationalId, Outcome, Policy, RegionCode, YearMonth};
+use lifecert_domain::{
+    Channel, NationalId, Outcome, Policy, RegionCode, RegionScope, Role, YearMonth,
+};
 use lifecert_store::Store;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,6 +21,18 @@ use std::sync::Arc;
 pub enum Command {
     /// Create or upgrade the database schema
     Migrate,
+    /// Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json)
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; also LIFECERT_ADDR or `addr` in the settings file)
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// Staff accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API keys for integrations (other systems)
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Load data from files
     #[command(subcommand)]
     Import(ImportCommand),
@@ -54,6 +68,33 @@ pub enum Command {
         recipients: usize,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a staff account; prints a one-time password and a TOTP otpauth:// URI
+    Add {
+        #[arg(long)]
+        username: String,
+        /// certifier, reviewer, consultant, supervisor, auditor or partner
+        #[arg(long, value_parser = |s: &str| Role::parse(s).map_err(|e| e.to_string()))]
+        role: Role,
+        /// Region prefix the user works in (44, 4403, 440305); empty for the whole country
+        #[arg(long, default_value = "", value_parser = |s: &str| RegionScope::parse(s).map_err(|e| e.to_string()))]
+        region: RegionScope,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key (shown once)
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: feeds, payments, notifications
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
     },
 }
 
@@ -206,6 +247,37 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
     let app = open_app(&settings, out).await?;
     match cli.command {
         Command::Demo { .. } => {}
+        Command::Serve { addr } => {
+            let addr = addr.unwrap_or(settings.addr);
+            let state = lifecert_web::AppState::new(app, settings.secure_cookies);
+            out.notice(&format!(
+                "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
+            ));
+            lifecert_web::serve(state, addr, shutdown_signal())
+                .await
+                .with_context(|| format!("cannot serve on {addr}"))?;
+        }
+        Command::User(UserCommand::Add {
+            username,
+            role,
+            region,
+        }) => {
+            let user = app.add_user(&actor, &username, role, &region).await?;
+            out.finish(
+                || format!(
+                    "User {} created ({role}, region {:?}).\nOne-time password: {}\nAuthenticator (TOTP) URI: {}\nHand both over in person; neither is shown again.",
+                    user.username, region.as_str(), user.password, user.totp_uri
+                ),
+                &serde_json::json!({"username": user.username, "password": user.password, "totp_uri": user.totp_uri}),
+            );
+        }
+        Command::Apikey(ApikeyCommand::Create { name, scopes }) => {
+            let key = app.create_api_key(&actor, &name, &scopes).await?;
+            out.finish(
+                || format!("API key {name} ({}): {key}\nIt is shown once; store it in the other system's secrets.", scopes.join(", ")),
+                &serde_json::json!({"name": name, "scopes": scopes, "key": key}),
+            );
+        }
         Command::Migrate => out.finish(
             || "The database schema is up to date.".to_string(),
             &serde_json::json!({"migrated": true}),
@@ -429,4 +501,27 @@ pub async fn import_with_progress(
         bar.finish_and_clear();
     }
     Ok(report)
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

@@ -42,6 +42,8 @@ pub async fn run(
     let url = format!("sqlite://{}", db.display());
     let demo_settings = Settings {
         database_url: url.clone(),
+        addr: settings.addr,
+        secure_cookies: settings.secure_cookies,
         keys: KeySettings {
             master_key: None,
             master_key_file: None,

@@ -8,11 +8,14 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://lifecert-data/lifecert.db";
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     database_url: Option<String>,
+    addr: Option<String>,
+    secure_cookies: Option<bool>,
     master_key_file: Option<PathBuf>,
     field_cipher: Option<String>,
 }
@@ -20,6 +23,10 @@ struct FileSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// Where `serve` listens.
+    pub addr: std::net::SocketAddr,
+    /// Mark session cookies `Secure` (when served behind TLS).
+    pub secure_cookies: bool,
     pub keys: KeySettings,
 }
 
@@ -52,8 +59,22 @@ impl Settings {
                 "the database URL is empty: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB"
             );
         }
+        let addr_text = env("LIFECERT_ADDR")
+            .or(file.addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let addr = addr_text.parse().with_context(|| {
+            format!(
+                "the listen address {addr_text:?} is not valid: use HOST:PORT, e.g. 127.0.0.1:8080"
+            )
+        })?;
+        let secure_cookies = match env("LIFECERT_SECURE_COOKIES") {
+            Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+            None => file.secure_cookies.unwrap_or(false),
+        };
         Ok(Settings {
             database_url,
+            addr,
+            secure_cookies,
             keys: KeySettings {
                 master_key: env("LIFECERT_MASTER_KEY"),
                 master_key_file: env("LIFECERT_MASTER_KEY_FILE")

@@ -185,6 +185,12 @@ impl Store {
         })
     }
 
+    /// Readiness: the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(self) {
         self.pool.close().await;
     }

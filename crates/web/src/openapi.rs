@@ -1,0 +1,36 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use crate::routes::*;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "lifecert", description = "Pension eligibility certification (养老保险待遇领取资格认证): staff API."),
+    paths(
+        healthz, readyz, metrics, openapi_json, login, logout, list_recipients, get_recipient,
+        record_certification, list_review_cases, decide_review_case, list_audit, verify_audit
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "Set by login; requests that change something also need X-CSRF-Token.",
+            ))),
+        );
+    }
+}
