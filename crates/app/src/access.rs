@@ -301,10 +301,19 @@ impl App {
             Some(c) => tx.certification_actor(c).await?,
             None => None,
         };
-        if case.opened_by == label || certification_maker.as_deref() == Some(label.as_str()) {
+        let involved_in_appealed_decision = case.kind == "appeal"
+            && serde_json::from_str::<serde_json::Value>(&case.details)
+                .ok()
+                .and_then(|d| d.get("involved").cloned())
+                .and_then(|v| v.as_array().cloned())
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(label.as_str())));
+        if case.opened_by == label
+            || certification_maker.as_deref() == Some(label.as_str())
+            || involved_in_appealed_decision
+        {
             return Err(AppError::forbidden(
                 "maker_checker",
-                "you opened this case or recorded the certification behind it: another reviewer must decide it",
+                "you opened this case, recorded the certification behind it or took part in the decision appealed against: another reviewer must decide it",
             ));
         }
         let approve = match decision {
@@ -338,6 +347,9 @@ impl App {
             }
             ("confirm_death", false) => {
                 self.void_death_in(&mut tx, &actor, &r).await?;
+            }
+            ("appeal", true) => {
+                self.uphold_appeal(&mut tx, staff, &case, &r).await?;
             }
             ("doubtful_certification", true) => {
                 // The doubt is resolved in the pensioner's favour: the certification counts
@@ -439,7 +451,7 @@ fn case_certified_on(case: &ReviewCaseRow) -> Option<String> {
         .map(str::to_string)
 }
 
-fn case_view(c: ReviewCaseRow, today: chrono::NaiveDate) -> ReviewCaseView {
+pub(crate) fn case_view(c: ReviewCaseRow, today: chrono::NaiveDate) -> ReviewCaseView {
     let age_days = chrono::DateTime::parse_from_rfc3339(&c.opened_at)
         .map(|t| (today - t.date_naive()).num_days().max(0))
         .unwrap_or(0);

@@ -70,6 +70,20 @@ fn check_reason(outcome: Outcome, reason: Option<&str>) -> Result<Option<String>
 impl App {
     #[tracing::instrument(skip_all, fields(channel = %req.channel, outcome = %req.outcome))]
     pub async fn certify(&self, actor: &Actor, req: &CertifyRequest) -> Result<CertifyReport> {
+        let mut tx = self.store.begin_write().await?;
+        let report = self.certify_in(&mut tx, actor, req).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Records a certification inside a transaction (so a completed home visit and its
+    /// certification are one change).
+    pub(crate) async fn certify_in(
+        &self,
+        tx: &mut lifecert_store::WriteTx,
+        actor: &Actor,
+        req: &CertifyRequest,
+    ) -> Result<CertifyReport> {
         let today = self.today();
         if req.date > today {
             return Err(AppError::invalid(
@@ -82,9 +96,8 @@ impl App {
         }
         let reason = check_reason(req.outcome, req.reason.as_deref())?;
         let now = self.now_string();
-        let mut tx = self.store.begin_write().await?;
         let r = match &req.recipient {
-            RecipientRef::IdNumber(id) => self.recipient_for_update(&mut tx, id).await?,
+            RecipientRef::IdNumber(id) => self.recipient_for_update(tx, id).await?,
             RecipientRef::Id(id) => tx
                 .recipient_by_id(*id)
                 .await?
@@ -126,7 +139,7 @@ impl App {
             })
             .await?;
         self.audit(
-            &mut tx,
+            tx,
             actor,
             "certification.recorded",
             Some(r.id),
@@ -162,7 +175,7 @@ impl App {
                         tx.set_status(r.id, status.as_str(), None, &date_str(today), &now)
                             .await?;
                         self.audit(
-                            &mut tx,
+                            tx,
                             actor,
                             "recipient.resumed",
                             Some(r.id),
@@ -174,7 +187,7 @@ impl App {
             Outcome::Doubtful => {
                 let case = self
                     .open_review_case(
-                        &mut tx,
+                        tx,
                         actor,
                         r.id,
                         "doubtful_certification",
@@ -197,7 +210,7 @@ impl App {
                     )
                     .await?;
                     self.audit(
-                        &mut tx,
+                        tx,
                         actor,
                         "recipient.suspended",
                         Some(r.id),
@@ -207,7 +220,6 @@ impl App {
             }
             Outcome::Fail => {}
         }
-        tx.commit().await?;
         Ok(CertifyReport {
             certification_id,
             outcome: req.outcome.as_str().to_string(),

@@ -202,7 +202,7 @@ fn row_error(line: u64, c: Column, code: &'static str, message: impl Into<String
     }
 }
 
-fn normalise_phone(s: &str) -> Option<String> {
+pub(crate) fn normalise_phone(s: &str) -> Option<String> {
     let digits: String = s
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
@@ -863,5 +863,92 @@ impl App {
             }
         }
         Ok(())
+    }
+}
+
+/// One pensioner registered through the API, with the import's columns and rules.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct NewRecipient {
+    pub id_number: String,
+    pub name: String,
+    /// enterprise, institution or resident
+    pub insurance_type: String,
+    pub region_code: String,
+    /// YYYY-MM
+    pub benefit_start: String,
+    /// Yuan with at most two decimals, e.g. "3567.20".
+    pub monthly_amount: String,
+    pub phone: Option<String>,
+    pub residence: Option<String>,
+    pub country: Option<String>,
+    pub last_certified_on: Option<String>,
+    pub paid_through: Option<String>,
+}
+
+impl App {
+    /// Registers one pensioner, validated exactly like an imported row. Returns the id.
+    pub async fn create_recipient(
+        &self,
+        staff: &crate::staff::Staff,
+        n: &NewRecipient,
+    ) -> Result<i64> {
+        crate::access::require(staff, lifecert_domain::Action::CreateRecipient)?;
+        let cells: Vec<String> = [
+            Some(&n.id_number),
+            Some(&n.name),
+            Some(&n.insurance_type),
+            Some(&n.region_code),
+            Some(&n.benefit_start),
+            Some(&n.monthly_amount),
+            n.phone.as_ref(),
+            n.residence.as_ref(),
+            n.country.as_ref(),
+            n.last_certified_on.as_ref(),
+            n.paid_through.as_ref(),
+        ]
+        .into_iter()
+        .map(|c| c.cloned().unwrap_or_default())
+        .collect();
+        let header = Header {
+            positions: std::array::from_fn(Some),
+            ignored: Vec::new(),
+        };
+        let valid = validate(&header, &cells, 0, self.today()).map_err(|e| AppError::Invalid {
+            field: e.field,
+            message: format!("{} ({})", e.message, e.code),
+        })?;
+        if !staff.scope.contains(valid.region.as_str()) {
+            return Err(AppError::forbidden(
+                "out_of_region",
+                "the pensioner's region is outside yours",
+            ));
+        }
+        let row = self.to_import(&valid);
+        let mut tx = self.store.begin_write().await?;
+        if !tx
+            .existing_for_import(&[row.id_bidx.as_slice()])
+            .await?
+            .is_empty()
+        {
+            return Err(AppError::conflict(
+                "duplicate",
+                "a pensioner with this ID number is already registered",
+            ));
+        }
+        let id = tx
+            .insert_recipients(std::slice::from_ref(&row), &self.now_string())
+            .await?
+            .first()
+            .map(|(_, id)| *id)
+            .ok_or_else(|| AppError::Corrupt("the insert returned no id".into()))?;
+        self.audit(
+            &mut tx,
+            &staff.actor(),
+            "recipient.added",
+            Some(id),
+            serde_json::json!({"source": "api"}),
+        );
+        tx.commit().await?;
+        Ok(id)
     }
 }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod payments;
 pub mod recipients;
 pub mod staff;
+pub mod workflows;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::AppError;

@@ -23,6 +23,13 @@ string_enum!(
     ViewReviewCases => "view_review_cases",
     DecideReviewCase => "decide_review_case",
     ViewAudit => "view_audit",
+    CreateRecipient => "create_recipient",
+    UpdateRecipient => "update_recipient",
+    LodgeAppeal => "lodge_appeal",
+    BookHomeVisit => "book_home_visit",
+    AssignHomeVisit => "assign_home_visit",
+    CompleteHomeVisit => "complete_home_visit",
+    RecordServiceRecord => "record_service_record",
 });
 
 impl Role {
@@ -42,6 +49,18 @@ impl Role {
             ViewReviewCases => matches!(self, Reviewer | Supervisor | Auditor),
             DecideReviewCase => matches!(self, Reviewer),
             ViewAudit => matches!(self, Auditor | Supervisor),
+            CreateRecipient => matches!(self, Supervisor),
+            // Contact details change at the counter; amounts and status do not change here.
+            UpdateRecipient => matches!(self, Certifier | Supervisor),
+            // Staff lodge appeals on a pensioner's behalf; reviewers decide them.
+            LodgeAppeal => matches!(self, Certifier | Consultant | Supervisor),
+            BookHomeVisit => matches!(self, Certifier | Consultant | Supervisor | Partner),
+            AssignHomeVisit => matches!(self, Supervisor),
+            CompleteHomeVisit => matches!(self, Certifier),
+            RecordServiceRecord => matches!(
+                self,
+                Certifier | Reviewer | Consultant | Supervisor | Partner
+            ),
         }
     }
 

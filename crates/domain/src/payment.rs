@@ -104,6 +104,18 @@ impl PaymentStatus {
         }
     }
 
+    /// An upheld appeal restores payment whatever stopped it (withheld months are then
+    /// back-paid by the ledger).
+    pub fn reinstate(self) -> Result<Self, TransitionError> {
+        match self {
+            PaymentStatus::Active => Err(TransitionError::NotSuspendedFor {
+                expected: SuspensionReason::Manual,
+                actual: "active".to_string(),
+            }),
+            _ => Ok(PaymentStatus::Active),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             PaymentStatus::Suspended(r) => format!("suspended ({r})"),
@@ -299,6 +311,9 @@ mod tests {
             Terminated
         );
         assert_eq!(Terminated.suspend(Manual), Err(TransitionError::Terminated));
+        assert_eq!(Terminated.reinstate().unwrap(), Active);
+        assert_eq!(Suspended(Doubtful).reinstate().unwrap(), Active);
+        assert!(Active.reinstate().is_err());
         assert_eq!(
             PaymentStatus::from_parts("suspended", Some("imprisonment")).unwrap(),
             Suspended(Imprisonment)

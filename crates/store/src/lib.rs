@@ -7,11 +7,15 @@ mod migrate;
 mod queries;
 mod records;
 mod staff;
+mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use staff::{ApiKeyRow, SessionRow, UserRow};
+pub use workflows::{
+    CertificationFact, HomeVisitRow, NotificationRow, PaymentHistoryRow, ServiceRecordRow,
+};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor, Transaction};

@@ -9,7 +9,9 @@ use utoipa::{Modify, OpenApi};
     info(title = "lifecert", description = "Pension eligibility certification (养老保险待遇领取资格认证): staff API."),
     paths(
         healthz, readyz, metrics, openapi_json, login, logout, list_recipients, get_recipient,
-        record_certification, list_review_cases, decide_review_case, list_audit, verify_audit
+        record_certification, list_review_cases, decide_review_case, list_audit, verify_audit,
+        create_recipient, update_recipient, timeline, lodge_appeal, list_home_visits,
+        book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)

@@ -43,3 +43,33 @@ ALTER TABLE review_cases ADD COLUMN decision_note TEXT;
 ALTER TABLE review_cases ADD COLUMN decided_by TEXT;
 ALTER TABLE review_cases ADD COLUMN decided_at TEXT;
 CREATE INDEX review_cases_status ON review_cases (status, kind)
+;
+
+CREATE TABLE home_visits (
+    id INTEGER PRIMARY KEY,
+    recipient_id INTEGER NOT NULL REFERENCES recipients (id),
+    status TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    address_enc BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    booked_by TEXT NOT NULL,
+    booked_at TEXT NOT NULL,
+    assigned_to TEXT,
+    assigned_at TEXT,
+    completed_at TEXT,
+    certification_id INTEGER REFERENCES certifications (id)
+);
+CREATE INDEX home_visits_status ON home_visits (status, window_end);
+
+CREATE TABLE service_records (
+    id INTEGER PRIMARY KEY,
+    recipient_id INTEGER REFERENCES recipients (id),
+    certification_id INTEGER REFERENCES certifications (id),
+    kind TEXT NOT NULL,
+    rating INTEGER,
+    note_enc BLOB NOT NULL,
+    recorded_by TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX service_records_recipient ON service_records (recipient_id)

@@ -6,6 +6,7 @@ mod recipients;
 mod reviews;
 mod session;
 mod system;
+mod workflows;
 
 use crate::AppState;
 use axum::routing::{get, post};
@@ -24,6 +25,11 @@ pub(crate) use system::__path_healthz;
 pub(crate) use system::__path_metrics;
 pub(crate) use system::__path_openapi_json;
 pub(crate) use system::__path_readyz;
+pub(crate) use workflows::{
+    __path_assign_home_visit, __path_book_home_visit, __path_complete_home_visit,
+    __path_create_recipient, __path_list_home_visits, __path_lodge_appeal, __path_record_service,
+    __path_service_records, __path_timeline, __path_update_recipient,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,8 +39,33 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(system::openapi_json))
         .route("/api/v1/auth/login", post(session::login))
         .route("/api/v1/auth/logout", post(session::logout))
-        .route("/api/v1/recipients", get(recipients::list_recipients))
-        .route("/api/v1/recipients/{id}", get(recipients::get_recipient))
+        .route(
+            "/api/v1/recipients",
+            get(recipients::list_recipients).post(workflows::create_recipient),
+        )
+        .route(
+            "/api/v1/recipients/{id}",
+            get(recipients::get_recipient).patch(workflows::update_recipient),
+        )
+        .route("/api/v1/recipients/{id}/timeline", get(workflows::timeline))
+        .route(
+            "/api/v1/recipients/{id}/service-records",
+            get(workflows::service_records),
+        )
+        .route("/api/v1/appeals", post(workflows::lodge_appeal))
+        .route(
+            "/api/v1/home-visits",
+            get(workflows::list_home_visits).post(workflows::book_home_visit),
+        )
+        .route(
+            "/api/v1/home-visits/{id}/assign",
+            post(workflows::assign_home_visit),
+        )
+        .route(
+            "/api/v1/home-visits/{id}/complete",
+            post(workflows::complete_home_visit),
+        )
+        .route("/api/v1/service-records", post(workflows::record_service))
         .route(
             "/api/v1/certifications",
             post(certifications::record_certification),
