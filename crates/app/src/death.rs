@@ -93,7 +93,8 @@ impl App {
         source: &str,
     ) -> Result<DeathReport> {
         let source = source.trim();
-        if source.is_empty() || source.chars().count() > 64 {
+        if source.is_empty() || source.chars().count() > 64 || source.chars().any(char::is_control)
+        {
             return Err(AppError::invalid(
                 "source",
                 "name the source of the report (at most 64 characters), e.g. public_security",

@@ -168,6 +168,33 @@ impl App {
     }
 }
 
+/// Checks free text typed by staff: trimmed, not empty, at most `max` characters, and
+/// no control characters (line breaks allowed where `multiline`). PostgreSQL cannot
+/// store a NUL, and nobody means to type one.
+pub(crate) fn text_field<'a>(
+    field: &str,
+    s: &'a str,
+    max: usize,
+    multiline: bool,
+) -> Result<&'a str> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(AppError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    if t.chars()
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t')))
+    {
+        return Err(AppError::invalid(field, "contains control characters"));
+    }
+    Ok(t)
+}
+
 pub(crate) fn date_str(d: chrono::NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }

@@ -67,6 +67,13 @@ fn invalid_credentials() -> AppError {
     }
 }
 
+fn valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 fn staff_of(u: &lifecert_store::UserRow) -> Result<Staff> {
     Ok(Staff {
         user_id: u.id,
@@ -138,6 +145,12 @@ impl App {
     /// Checks password and one-time code. Five failures within 15 minutes lock the
     /// account for 15 minutes; a code is accepted once only.
     pub async fn login(&self, username: &str, password: &str, totp: &str) -> Result<Login> {
+        // A name no account can have is refused before it reaches the database, with
+        // the same answer (and the same hashing time) as a wrong password.
+        if !valid_username(username) {
+            dummy_verify(password);
+            return Err(invalid_credentials());
+        }
         let now = self.clock.now();
         let now_s = ts(now);
         let mut tx = self.store.begin_write().await?;

@@ -496,9 +496,11 @@ impl App {
             }
             _ => {}
         }
-        if note.chars().count() > 4000 {
-            return Err(AppError::invalid("note", "at most 4,000 characters"));
-        }
+        let note = if note.trim().is_empty() {
+            ""
+        } else {
+            crate::text_field("note", note, 4000, true)?
+        };
         let mut tx = self.store.begin_write().await?;
         let r = self
             .recipient_in_scope(&mut tx, staff, recipient_id)

@@ -43,3 +43,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         }
     }
 }
+
+/// A path id. One that is not a number in range names nothing: 404, in the API's shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError(AppError::NotFound(
+                "not found: the id in the path is not a number lifecert uses".to_string(),
+            ))),
+        }
+    }
+}

@@ -3,9 +3,9 @@
 
 use crate::auth::StaffAuth;
 use crate::error::ErrorBody;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use lifecert_app::access::{RecipientForStaff, RecipientQuery, StaffRecipient};
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,7 @@ pub async fn list_recipients(
 pub async fn get_recipient(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<RevealQuery>,
 ) -> Result<Json<RecipientForStaff>, ApiError> {
     Ok(Json(

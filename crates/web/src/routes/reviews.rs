@@ -2,9 +2,9 @@
 
 use crate::auth::StaffAuth;
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use lifecert_app::access::ReviewCaseView;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ pub async fn list_review_cases(
 pub async fn decide_review_case(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<ReviewCaseView>, ApiError> {
     Ok(Json(

@@ -3,9 +3,9 @@
 
 use crate::auth::StaffAuth;
 use crate::error::ErrorBody;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use lifecert_app::access::{RecipientForStaff, ReviewCaseView};
@@ -127,7 +127,7 @@ pub async fn create_recipient(
 pub async fn update_recipient(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ContactUpdate>,
 ) -> Result<Json<RecipientForStaff>, ApiError> {
     state.app.update_contact(&session.staff, id, &body).await?;
@@ -146,7 +146,7 @@ pub async fn update_recipient(
 pub async fn timeline(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Timeline>, ApiError> {
     Ok(Json(Timeline {
         items: state.app.timeline(&session.staff, id).await?,
@@ -225,7 +225,7 @@ pub async fn book_home_visit(
 pub async fn assign_home_visit(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<AssignBody>,
 ) -> Result<Json<HomeVisitView>, ApiError> {
     Ok(Json(
@@ -244,7 +244,7 @@ pub async fn assign_home_visit(
 pub async fn complete_home_visit(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<CompleteBody>,
 ) -> Result<Json<CompletedVisit>, ApiError> {
     let outcome =
@@ -296,7 +296,7 @@ pub async fn record_service(
 pub async fn service_records(
     State(state): State<AppState>,
     StaffAuth(session): StaffAuth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ServiceRecordList>, ApiError> {
     Ok(Json(ServiceRecordList {
         items: state.app.service_records(&session.staff, id).await?,
