@@ -68,6 +68,12 @@ pub enum Command {
         recipients: usize,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Then create demo staff accounts and serve the API on --addr
+        #[arg(long)]
+        serve: bool,
+        /// Address for --serve (default 127.0.0.1:8080)
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
     },
 }
 
@@ -239,23 +245,34 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         dir,
         recipients,
         seed,
+        serve,
+        addr,
     } = cli.command
     {
-        crate::demo::run(&dir, recipients, seed, &settings, out).await?;
+        let app = crate::demo::run(&dir, recipients, seed, &settings, out).await?;
+        if serve {
+            crate::demo::print_demo_accounts(&app, out).await?;
+            serve_until_stopped(
+                app,
+                addr.unwrap_or(settings.addr),
+                settings.secure_cookies,
+                out,
+            )
+            .await?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let app = open_app(&settings, out).await?;
     match cli.command {
         Command::Demo { .. } => {}
         Command::Serve { addr } => {
-            let addr = addr.unwrap_or(settings.addr);
-            let state = lifecert_web::AppState::new(app, settings.secure_cookies);
-            out.notice(&format!(
-                "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
-            ));
-            lifecert_web::serve(state, addr, shutdown_signal())
-                .await
-                .with_context(|| format!("cannot serve on {addr}"))?;
+            serve_until_stopped(
+                app,
+                addr.unwrap_or(settings.addr),
+                settings.secure_cookies,
+                out,
+            )
+            .await?;
         }
         Command::User(UserCommand::Add {
             username,
@@ -501,6 +518,21 @@ pub async fn import_with_progress(
         bar.finish_and_clear();
     }
     Ok(report)
+}
+
+async fn serve_until_stopped(
+    app: App,
+    addr: std::net::SocketAddr,
+    secure_cookies: bool,
+    out: Output,
+) -> Result<()> {
+    let state = lifecert_web::AppState::new(app, secure_cookies);
+    out.notice(&format!(
+        "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
+    ));
+    lifecert_web::serve(state, addr, shutdown_signal())
+        .await
+        .with_context(|| format!("cannot serve on {addr}"))
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.

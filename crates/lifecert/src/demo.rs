@@ -7,7 +7,8 @@ use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use lifecert_app::demo_data::{write_demo_csv, DemoOptions};
 use lifecert_app::keys::KeySettings;
-use lifecert_app::{Actor, Clock, SystemClock};
+use lifecert_app::{Actor, App, Clock, SystemClock};
+use lifecert_domain::{RegionScope, Role};
 use std::path::Path;
 
 pub async fn run(
@@ -16,7 +17,7 @@ pub async fn run(
     seed: u64,
     settings: &Settings,
     out: Output,
-) -> Result<()> {
+) -> Result<App> {
     let db = dir.join("lifecert.db");
     if db.exists() {
         bail!(
@@ -95,11 +96,36 @@ pub async fn run(
             "suspended": cycle.suspended,
         }),
     );
-    Ok(())
+    Ok(app)
 }
 
 fn first_id_number(csv_path: &Path) -> Option<String> {
     let mut reader = csv::Reader::from_path(csv_path).ok()?;
     let record = reader.records().next()?.ok()?;
     record.get(0).map(str::to_string)
+}
+
+/// Demo staff accounts for trying the API, one per role, with the whole country as
+/// their region; their one-time passwords and authenticator URIs are printed.
+pub async fn print_demo_accounts(app: &App, out: Output) -> Result<()> {
+    let mut lines = vec!["Demo staff accounts (log in with POST /api/v1/auth/login {username, password, totp}; the totp code comes from the otpauth:// URI in any authenticator app):".to_string()];
+    let whole_country = RegionScope::parse("")?;
+    for role in [
+        Role::Supervisor,
+        Role::Certifier,
+        Role::Reviewer,
+        Role::Consultant,
+        Role::Auditor,
+    ] {
+        let name = format!("demo-{role}");
+        let user = app
+            .add_user(&Actor::System, &name, role, &whole_country)
+            .await?;
+        lines.push(format!(
+            "  {name}: password {}  {}",
+            user.password, user.totp_uri
+        ));
+    }
+    out.notice(&lines.join("\n"));
+    Ok(())
 }

@@ -31,6 +31,7 @@ fn status_of(code: &str) -> StatusCode {
         "not_found" => StatusCode::NOT_FOUND,
         "account_locked" => StatusCode::TOO_MANY_REQUESTS,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "recipient_terminated"
         | "invalid_transition"
         | "case_closed"

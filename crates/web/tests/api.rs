@@ -1522,7 +1522,6 @@ async fn errors_have_one_shape_and_every_response_has_a_request_id() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a wrong method on a known path (GET /api/v1/certifications) answers 405 with an empty body, not the {\"error\": {...}} shape (DESIGN §5)"]
 async fn a_wrong_method_gets_405_with_the_error_shape() {
     for b in backends().await {
         let env = Env::new(b).await;

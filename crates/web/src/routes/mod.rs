@@ -78,4 +78,5 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/audit", get(audit::list_audit))
         .route("/api/v1/audit/verify", get(audit::verify_audit))
         .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
 }

@@ -48,3 +48,10 @@ pub async fn not_found() -> ApiError {
         "no such endpoint: see /api/v1/openapi.json".to_string(),
     ))
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(AppError::conflict(
+        "method_not_allowed",
+        "this endpoint does not take that method: see /api/v1/openapi.json",
+    ))
+}
