@@ -483,3 +483,101 @@ pub struct RecipientQuery {
     pub after_id: Option<i64>,
     pub limit: Option<i64>,
 }
+
+/// A certification as staff see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CertificationView {
+    pub id: i64,
+    pub recipient_id: i64,
+    pub channel: String,
+    pub certified_on: String,
+    pub recorded_at: String,
+    pub actor: String,
+    /// Where it was performed.
+    pub region_code: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    /// Evidence references as recorded (document type and number, place, attachments).
+    pub evidence: Option<serde_json::Value>,
+}
+
+impl App {
+    fn certification_view(id: i64, c: lifecert_store::CertificationRow) -> CertificationView {
+        CertificationView {
+            id,
+            recipient_id: c.recipient_id,
+            channel: c.channel,
+            certified_on: c.certified_on,
+            recorded_at: c.recorded_at,
+            actor: c.actor,
+            region_code: c.region_code,
+            outcome: c.outcome,
+            reason: c.reason,
+            evidence: c
+                .evidence
+                .map(|e| serde_json::from_str(&e).unwrap_or(serde_json::Value::String(e))),
+        }
+    }
+
+    /// A pensioner's certifications, for staff who may see the pensioner.
+    pub async fn certifications_for(
+        &self,
+        staff: &Staff,
+        recipient_id: i64,
+    ) -> Result<Vec<CertificationView>> {
+        require(staff, Action::ViewRecipient)?;
+        let r = self
+            .store
+            .recipient_by_id(recipient_id)
+            .await?
+            .ok_or_else(|| not_found("pensioner"))?;
+        if !staff.scope.contains(&r.region_code) {
+            return Err(not_found("pensioner"));
+        }
+        Ok(self
+            .store
+            .certifications(lifecert_store::CertificationsOf::Recipient(r.id))
+            .await?
+            .into_iter()
+            .map(|(id, c)| Self::certification_view(id, c))
+            .collect())
+    }
+
+    pub async fn certification_for(&self, staff: &Staff, id: i64) -> Result<CertificationView> {
+        require(staff, Action::ViewRecipient)?;
+        let (id, c) = self
+            .store
+            .certifications(lifecert_store::CertificationsOf::Id(id))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found("certification"))?;
+        let r = self
+            .store
+            .recipient_by_id(c.recipient_id)
+            .await?
+            .ok_or_else(|| not_found("certification"))?;
+        if !staff.scope.contains(&r.region_code) {
+            return Err(not_found("certification"));
+        }
+        Ok(Self::certification_view(id, c))
+    }
+
+    /// One review case (appeals are review cases of kind `appeal`).
+    pub async fn review_case_for(
+        &self,
+        staff: &Staff,
+        id: i64,
+        kind: Option<&str>,
+    ) -> Result<ReviewCaseView> {
+        require(staff, Action::ViewReviewCases)?;
+        let case = self
+            .store
+            .review_case(id)
+            .await?
+            .filter(|c| staff.scope.contains(&c.recipient_region))
+            .filter(|c| kind.is_none_or(|k| c.kind == k))
+            .ok_or_else(|| not_found("review case"))?;
+        Ok(case_view(case, self.today()))
+    }
+}

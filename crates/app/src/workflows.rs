@@ -444,6 +444,19 @@ impl App {
         rows.into_iter().map(|v| self.visit_view(v)).collect()
     }
 
+    pub async fn home_visit_for(&self, staff: &Staff, id: i64) -> Result<HomeVisitView> {
+        require(staff, Action::BookHomeVisit)
+            .or_else(|_| require(staff, Action::CompleteHomeVisit))
+            .or_else(|_| require(staff, Action::AssignHomeVisit))?;
+        let v = self
+            .store
+            .home_visit(id)
+            .await?
+            .filter(|v| staff.scope.contains(&v.recipient_region))
+            .ok_or_else(|| not_found("home visit"))?;
+        self.visit_view(v)
+    }
+
     fn visit_view(&self, v: lifecert_store::HomeVisitRow) -> Result<HomeVisitView> {
         let overdue =
             !matches!(v.status.as_str(), "completed") && v.window_end < date_str(self.today());

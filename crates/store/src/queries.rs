@@ -187,6 +187,23 @@ impl Store {
     }
 }
 
+async fn fetch_case<'c, E>(e: E, dialect: crate::Dialect, id: i64) -> Result<Option<ReviewCaseRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = dialect.sql(&format!(
+        "SELECT {CASE_COLUMNS} FROM review_cases c JOIN recipients r ON r.id = c.recipient_id WHERE c.id = ?"
+    ));
+    let row = sqlx::query(&sql).bind(id).fetch_optional(e).await?;
+    row.as_ref().map(case_from_row).transpose()
+}
+
+impl Store {
+    pub async fn review_case(&self, id: i64) -> Result<Option<ReviewCaseRow>> {
+        fetch_case(&self.pool, self.dialect, id).await
+    }
+}
+
 impl WriteTx {
     pub async fn recipient_by_id(&mut self, id: i64) -> Result<Option<RecipientRow>> {
         let sql = self.sql(&format!(
@@ -200,14 +217,8 @@ impl WriteTx {
     }
 
     pub async fn review_case(&mut self, id: i64) -> Result<Option<ReviewCaseRow>> {
-        let sql = self.sql(&format!(
-            "SELECT {CASE_COLUMNS} FROM review_cases c JOIN recipients r ON r.id = c.recipient_id WHERE c.id = ?"
-        ));
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
-        row.as_ref().map(case_from_row).transpose()
+        let dialect = self.dialect;
+        fetch_case(self.conn(), dialect, id).await
     }
 
     /// Who recorded a certification (for the maker–checker rule).

@@ -338,26 +338,43 @@ impl Store {
     }
 
     pub async fn certifications_of(&self, recipient_id: i64) -> Result<Vec<CertificationRow>> {
-        let sql = self.sql(
-            "SELECT recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence FROM certifications WHERE recipient_id = ? ORDER BY id",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(recipient_id)
-            .fetch_all(&self.pool)
-            .await?;
+        Ok(self
+            .certifications(CertificationsOf::Recipient(recipient_id))
+            .await?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// Certifications with their ids: a pensioner's, or one by its id.
+    pub async fn certifications(
+        &self,
+        of: CertificationsOf,
+    ) -> Result<Vec<(i64, CertificationRow)>> {
+        let (column, value) = match of {
+            CertificationsOf::Recipient(id) => ("recipient_id", id),
+            CertificationsOf::Id(id) => ("id", id),
+        };
+        let sql = self.sql(&format!(
+            "SELECT id, recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence FROM certifications WHERE {column} = ? ORDER BY id"
+        ));
+        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                Ok(CertificationRow {
-                    recipient_id: r.try_get(0)?,
-                    channel: r.try_get(1)?,
-                    certified_on: r.try_get(2)?,
-                    recorded_at: r.try_get(3)?,
-                    actor: r.try_get(4)?,
-                    region_code: r.try_get(5)?,
-                    outcome: r.try_get(6)?,
-                    reason: r.try_get(7)?,
-                    evidence: r.try_get(8)?,
-                })
+                Ok((
+                    r.try_get(0)?,
+                    CertificationRow {
+                        recipient_id: r.try_get(1)?,
+                        channel: r.try_get(2)?,
+                        certified_on: r.try_get(3)?,
+                        recorded_at: r.try_get(4)?,
+                        actor: r.try_get(5)?,
+                        region_code: r.try_get(6)?,
+                        outcome: r.try_get(7)?,
+                        reason: r.try_get(8)?,
+                        evidence: r.try_get(9)?,
+                    },
+                ))
             })
             .collect()
     }
@@ -366,6 +383,13 @@ impl Store {
         let sql = format!("SELECT COUNT(*) FROM {}", table.name());
         Ok(sqlx::query(&sql).fetch_one(&self.pool).await?.try_get(0)?)
     }
+}
+
+/// Which certifications to read.
+#[derive(Debug, Clone, Copy)]
+pub enum CertificationsOf {
+    Recipient(i64),
+    Id(i64),
 }
 
 /// Tables whose size is reported (a closed list, so no SQL is built from input).

@@ -84,7 +84,22 @@ pub struct NotificationRow {
     pub created_at: String,
 }
 
+async fn fetch_visit<'c, E>(e: E, dialect: crate::Dialect, id: i64) -> Result<Option<HomeVisitRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = dialect.sql(&format!(
+        "SELECT {VISIT_COLUMNS} FROM home_visits v JOIN recipients r ON r.id = v.recipient_id WHERE v.id = ?"
+    ));
+    let row = sqlx::query(&sql).bind(id).fetch_optional(e).await?;
+    row.as_ref().map(visit_from_row).transpose()
+}
+
 impl Store {
+    pub async fn home_visit(&self, id: i64) -> Result<Option<HomeVisitRow>> {
+        fetch_visit(&self.pool, self.dialect, id).await
+    }
+
     pub async fn list_home_visits(
         &self,
         region_prefix: &str,
@@ -211,14 +226,8 @@ impl WriteTx {
     }
 
     pub async fn home_visit(&mut self, id: i64) -> Result<Option<HomeVisitRow>> {
-        let sql = self.sql(&format!(
-            "SELECT {VISIT_COLUMNS} FROM home_visits v JOIN recipients r ON r.id = v.recipient_id WHERE v.id = ?"
-        ));
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
-        row.as_ref().map(visit_from_row).transpose()
+        let dialect = self.dialect;
+        fetch_visit(self.conn(), dialect, id).await
     }
 
     pub async fn assign_home_visit(&mut self, id: i64, to: &str, at: &str) -> Result<()> {

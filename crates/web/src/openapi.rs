@@ -11,7 +11,9 @@ use utoipa::{Modify, OpenApi};
         healthz, readyz, metrics, openapi_json, login, logout, list_recipients, get_recipient,
         record_certification, list_review_cases, decide_review_case, list_audit, verify_audit,
         create_recipient, update_recipient, timeline, lodge_appeal, list_home_visits,
-        book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records
+        book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records,
+        list_certifications, get_certification, get_review_case, list_appeals, get_appeal,
+        get_home_visit
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)

@@ -2,6 +2,7 @@
 
 mod audit;
 mod certifications;
+mod lookups;
 mod recipients;
 mod reviews;
 mod session;
@@ -15,6 +16,10 @@ use axum::Router;
 pub(crate) use audit::__path_list_audit;
 pub(crate) use audit::__path_verify_audit;
 pub(crate) use certifications::__path_record_certification;
+pub(crate) use lookups::{
+    __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
+    __path_list_appeals, __path_list_certifications,
+};
 pub(crate) use recipients::__path_get_recipient;
 pub(crate) use recipients::__path_list_recipients;
 pub(crate) use reviews::__path_decide_review_case;
@@ -52,7 +57,10 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/recipients/{id}/service-records",
             get(workflows::service_records),
         )
-        .route("/api/v1/appeals", post(workflows::lodge_appeal))
+        .route(
+            "/api/v1/appeals",
+            get(lookups::list_appeals).post(workflows::lodge_appeal),
+        )
         .route(
             "/api/v1/home-visits",
             get(workflows::list_home_visits).post(workflows::book_home_visit),
@@ -68,8 +76,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/service-records", post(workflows::record_service))
         .route(
             "/api/v1/certifications",
-            post(certifications::record_certification),
+            get(lookups::list_certifications).post(certifications::record_certification),
         )
+        .route(
+            "/api/v1/certifications/{id}",
+            get(lookups::get_certification),
+        )
+        .route("/api/v1/review-cases/{id}", get(lookups::get_review_case))
+        .route("/api/v1/appeals/{id}", get(lookups::get_appeal))
+        .route("/api/v1/home-visits/{id}", get(lookups::get_home_visit))
         .route("/api/v1/review-cases", get(reviews::list_review_cases))
         .route(
             "/api/v1/review-cases/{id}/decision",
