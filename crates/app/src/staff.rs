@@ -250,7 +250,11 @@ impl App {
                 "the session ended after 30 minutes without use: log in again",
             ));
         }
-        self.store.touch_session(s.id, &ts(now)).await?;
+        // Refreshed at most once a minute: a write on every read would compete with
+        // real changes for the database, for a timeout that needs no finer grain.
+        if now - idle_since > Duration::minutes(1) {
+            self.store.touch_session(s.id, &ts(now)).await?;
+        }
         Ok(SessionInfo {
             session_id: s.id,
             csrf_token: s.csrf_token,
