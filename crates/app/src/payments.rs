@@ -330,3 +330,87 @@ fn count(report: &mut ExportReport, i: &Instruction) {
     }
     report.total_fen += i.paid_out().get();
 }
+
+/// One payment instruction as an integration (the disbursing bank's system) receives it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InstructionView {
+    pub recipient_id: i64,
+    pub id_number: String,
+    pub name: String,
+    /// pay, withhold, back_pay, stop or recover
+    pub kind: String,
+    pub months: Vec<String>,
+    pub amount_fen: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InstructionPage {
+    pub month: String,
+    /// open (may still change) or closed (final)
+    pub status: String,
+    pub items: Vec<InstructionView>,
+    /// Pass as `after_recipient_id` for the next page; absent on the last page.
+    pub next_after_recipient_id: Option<i64>,
+}
+
+impl App {
+    /// A page of a month's instructions for an integration with the `payments` scope.
+    /// Each fetch is audited: it hands personal data to another system.
+    pub async fn instructions_for(
+        &self,
+        client: &crate::staff::ApiClient,
+        month: YearMonth,
+        after_recipient_id: i64,
+        limit: i64,
+    ) -> Result<InstructionPage> {
+        client.require_scope("payments")?;
+        let m = month.to_string();
+        let run = self.store.payment_run(&m).await?.ok_or_else(|| {
+            AppError::NotFound(format!("no payment run for {m}: it has not been exported"))
+        })?;
+        let limit = limit.clamp(1, 5000);
+        let rows = self
+            .store
+            .instructions_page(&m, after_recipient_id, limit)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(InstructionView {
+                    recipient_id: r.line.recipient_id,
+                    id_number: self.decrypt_id(&r.id_number_enc)?.as_str().to_string(),
+                    name: self.decrypt_name(&r.name_enc)?,
+                    kind: r.line.kind.clone(),
+                    months: r
+                        .line
+                        .months
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    amount_fen: r.line.amount_fen,
+                    reason: r.line.reason.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.store.begin_write().await?;
+        self.audit(
+            &mut tx,
+            &Actor::Integration(client.name.clone()),
+            "payments.instructions_fetched",
+            None,
+            serde_json::json!({"month": m, "after_recipient_id": after_recipient_id, "lines": items.len()}),
+        );
+        tx.commit().await?;
+        let next = (items.len() as i64 == limit)
+            .then(|| items.last().map(|i| i.recipient_id))
+            .flatten();
+        Ok(InstructionPage {
+            month: m,
+            status: run.status,
+            items,
+            next_after_recipient_id: next,
+        })
+    }
+}

@@ -54,6 +54,19 @@ pub struct ApiClient {
     pub scopes: Vec<String>,
 }
 
+impl ApiClient {
+    pub fn require_scope(&self, scope: &str) -> Result<()> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "forbidden",
+                format!("this API key lacks the {scope} scope"),
+            ))
+        }
+    }
+}
+
 pub const IDLE_TIMEOUT_MINUTES: i64 = 30;
 const LOCK_AFTER_FAILURES: i64 = 5;
 const FAILURE_WINDOW_MINUTES: i64 = 15;

@@ -932,3 +932,42 @@ impl WriteTx {
         rows.iter().map(payment_line_from_row).collect()
     }
 }
+
+/// A payment line with the payee's encrypted identity, for integrations.
+#[derive(Debug, Clone)]
+pub struct InstructionRow {
+    pub line: PaymentLine,
+    pub id_number_enc: Vec<u8>,
+    pub name_enc: Vec<u8>,
+}
+
+impl Store {
+    /// A page of a month's payment lines, by pensioner id.
+    pub async fn instructions_page(
+        &self,
+        month: &str,
+        after_recipient_id: i64,
+        limit: i64,
+    ) -> Result<Vec<InstructionRow>> {
+        let sql = self.sql(
+            "SELECT l.recipient_id, l.kind, l.reason, l.months, l.amount_fen, r.id_number_enc, r.name_enc \
+             FROM payment_lines l JOIN recipients r ON r.id = l.recipient_id \
+             WHERE l.month = ? AND l.recipient_id > ? ORDER BY l.recipient_id LIMIT ?",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(month)
+            .bind(after_recipient_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstructionRow {
+                    line: payment_line_from_row(r)?,
+                    id_number_enc: r.try_get(5)?,
+                    name_enc: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}

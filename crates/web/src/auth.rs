@@ -95,3 +95,31 @@ pub fn session_cookies(token: Option<(&str, &str)>, secure: bool) -> [String; 2]
         ],
     }
 }
+
+/// Another system, by API key: `Authorization: ApiKey lck_...` or `X-Api-Key: lck_...`.
+pub struct ApiKeyAuth(pub lifecert_app::staff::ApiClient);
+
+impl FromRequestParts<AppState> for ApiKeyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("ApiKey "))
+            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError(AppError::Unauthenticated {
+                    code: "unauthenticated",
+                    message: "send the integration's key as `Authorization: ApiKey <key>`"
+                        .to_string(),
+                })
+            })?;
+        Ok(ApiKeyAuth(state.app.api_client(key).await?))
+    }
+}

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         create_recipient, update_recipient, timeline, lodge_appeal, list_home_visits,
         book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records,
         list_certifications, get_certification, get_review_case, list_appeals, get_appeal,
-        get_home_visit
+        get_home_visit, payment_instructions
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)
@@ -28,6 +28,13 @@ impl Modify for Security {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "For other systems: `ApiKey <key>` from `lifecert apikey create`.",
+            ))),
         );
         components.add_security_scheme(
             "session",

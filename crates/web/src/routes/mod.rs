@@ -2,6 +2,7 @@
 
 mod audit;
 mod certifications;
+mod integration;
 mod lookups;
 mod recipients;
 mod reviews;
@@ -16,6 +17,7 @@ use axum::Router;
 pub(crate) use audit::__path_list_audit;
 pub(crate) use audit::__path_verify_audit;
 pub(crate) use certifications::__path_record_certification;
+pub(crate) use integration::__path_payment_instructions;
 pub(crate) use lookups::{
     __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
     __path_list_appeals, __path_list_certifications,
@@ -89,6 +91,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/review-cases/{id}/decision",
             post(reviews::decide_review_case),
+        )
+        .route(
+            "/api/v1/payments/{month}/instructions",
+            get(integration::payment_instructions),
         )
         .route("/api/v1/audit", get(audit::list_audit))
         .route("/api/v1/audit/verify", get(audit::verify_audit))
