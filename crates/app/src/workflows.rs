@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 /// Appeals are lodged within this many days of the decision appealed against.
 pub const APPEAL_WINDOW_DAYS: i64 = 60;
 
+/// How far before the appealed decision actions count as taking part in it.
+const DECISION_LOOKBACK_DAYS: i64 = 90;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AppealAgainst {
@@ -168,7 +171,13 @@ impl App {
                 format!("the decision of {decided_on} is more than {APPEAL_WINDOW_DAYS} days old: it can no longer be appealed"),
             ));
         }
-        let since = format!("{}T00:00:00", date_str(decided_on - Duration::days(1)));
+        // Whoever acted on this pensioner's payment or cases in the run-up counts as
+        // part of the decision: a death is often reported days or weeks before it is
+        // confirmed, and the reporter must not judge the appeal against it.
+        let since = format!(
+            "{}T00:00:00",
+            date_str(decided_on - Duration::days(DECISION_LOOKBACK_DAYS))
+        );
         let mut involved = tx.decision_makers_since(r.id, &since).await?;
         involved.push(staff.actor().label());
         let case = self
@@ -222,10 +231,32 @@ impl App {
         let status = PaymentStatus::from_parts(&r.status, r.suspension_reason.as_deref())
             .map_err(|e| AppError::Corrupt(e.to_string()))?;
         if status != PaymentStatus::Active {
-            let restored = status
+            let mut restored = status
                 .reinstate()
                 .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
-            tx.set_status(r.id, restored.as_str(), None, &date_str(today), &now)
+            // As when a death report is voided: a pensioner also long overdue goes back
+            // to that suspension rather than being paid without a valid certification.
+            let current = tx
+                .recipient_by_id(r.id)
+                .await?
+                .ok_or_else(|| not_found("pensioner"))?;
+            if self
+                .policy
+                .is_past_grace(parse_stored_date(&current.next_due_on)?, today)
+            {
+                restored = restored
+                    .suspend(lifecert_domain::SuspensionReason::Overdue)
+                    .map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
+            }
+            tx.set_status(
+                r.id,
+                restored.as_str(),
+                restored.suspension_reason().map(|s| s.as_str()),
+                &date_str(today),
+                &now,
+            )
+            .await?;
+            tx.close_review_cases(r.id, "doubtful_certification", "resolved_by_appeal")
                 .await?;
             if status == PaymentStatus::Terminated || r.death_date.is_some() {
                 tx.set_death(r.id, None, None).await?;

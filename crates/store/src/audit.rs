@@ -66,13 +66,10 @@ impl Head {
     }
 }
 
-pub(crate) async fn lock_head(conn: &mut AnyConnection, dialect: Dialect) -> Result<Head> {
-    // A no-op write takes the lock (row lock on PostgreSQL, the write lock on SQLite).
-    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-        .execute(&mut *conn)
-        .await?;
-    let row = sqlx::query(&dialect.sql("SELECT seq, hash FROM audit_head WHERE id = ?"))
-        .bind(1i64)
+pub(crate) async fn lock_head(conn: &mut AnyConnection) -> Result<Head> {
+    // A no-op write takes the lock (row lock on PostgreSQL, the write lock on SQLite)
+    // and reads the head in the same round trip.
+    let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut *conn)
         .await?;
     Ok(Head {

@@ -91,6 +91,10 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite has one writer at a time. Writers of this process queue here, first come
+    /// first served, instead of sleeping in SQLite's busy handler (whose back-off made
+    /// write latency jumpy under load). PostgreSQL queues on the audit head's row lock.
+    sqlite_writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -157,7 +161,12 @@ impl Store {
             .map_err(|e| {
                 StoreError::Url(format!("cannot open database {}: {e}", redact_url(&url)))
             })?;
-        let store = Store { pool, dialect };
+        let store = Store {
+            pool,
+            dialect,
+            sqlite_writer: (dialect == Dialect::Sqlite)
+                .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+        };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -179,13 +188,18 @@ impl Store {
     /// to upgrade a read lock later); every entry added with [`WriteTx::audit`] is written
     /// in the same transaction as the change it records.
     pub async fn begin_write(&self) -> Result<WriteTx> {
+        let turn = match &self.sqlite_writer {
+            Some(queue) => Some(queue.clone().lock_owned().await),
+            None => None,
+        };
         let mut tx = self.pool.begin().await?;
-        let head = audit::lock_head(&mut tx, self.dialect).await?;
+        let head = audit::lock_head(&mut tx).await?;
         Ok(WriteTx {
             tx,
             dialect: self.dialect,
             head,
             pending: Vec::new(),
+            _turn: turn,
         })
     }
 
@@ -219,6 +233,8 @@ pub struct WriteTx {
     dialect: Dialect,
     head: audit::Head,
     pending: Vec<AuditRecord>,
+    /// Held until the transaction ends (SQLite's in-process writer queue).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {

@@ -38,7 +38,8 @@ fn status_of(code: &str) -> StatusCode {
         | "duplicate"
         | "month_closed"
         | "earlier_month_open"
-        | "month_before_closed" => StatusCode::CONFLICT,
+        | "month_before_closed"
+        | "appeal_window_closed" => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP API, driven in-process through the router (no sockets) on SQLite and, when
 //! `LIFECERT_TEST_POSTGRES_URL` is set, PostgreSQL: the role × endpoint table, region
 //! scope, masking and audited reveals, maker–checker, lock-out, CSRF, sessions, error
-//! shapes, the OpenAPI document, health and metrics. In CI a missing PostgreSQL fails.
+//! shapes, the OpenAPI document, health and metrics, and the staff workflows: appeals,
+//! home visits, service records, contact updates, registering pensioners and the
+//! timeline. In CI a missing PostgreSQL fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: failing loudly is the point
 
@@ -13,6 +15,7 @@ use http_body_util::BodyExt;
 use lifecert_app::access::RecipientQuery;
 use lifecert_app::certify::{CertifyRequest, RecipientRef};
 use lifecert_app::staff::Staff;
+use lifecert_app::workflows::AppealAgainst;
 use lifecert_app::{Actor, App, Clock};
 use lifecert_crypto::{Cipher, KeyRing, TotpSecret};
 use lifecert_domain::national_id::check_character;
@@ -459,6 +462,16 @@ impl Env {
         .await
     }
 
+    async fn patch(&self, path: &str, auth: Auth<'_>, body: &Value) -> Reply {
+        self.request(
+            Method::PATCH,
+            path,
+            auth,
+            Some(serde_json::to_vec(body).unwrap()),
+        )
+        .await
+    }
+
     /// The open review case of a kind for a pensioner.
     async fn open_case(&self, kind: &str, recipient_id: i64) -> i64 {
         let cases = self
@@ -521,20 +534,231 @@ const Y: bool = true;
 const N: bool = false;
 
 /// The policy, written out: for each endpoint, whether each role of [`ROLES`] may call it
-/// (allowed: its 2xx; refused: 403 `forbidden`).
+/// (allowed: its 2xx; refused: 403 `forbidden`). Every authenticated route of [`ROUTES`]
+/// has a line (the test checks); `{id}` names the thing of the route's own kind.
 #[rustfmt::skip]
-const POLICY: [(&str, [bool; 6]); 9] = [
-    //                                               cert rev cons sup aud part
-    ("GET /api/v1/recipients",                      [Y,   Y,  Y,   Y,  N,  Y]),
-    ("GET /api/v1/recipients/{id}",                 [Y,   Y,  Y,   Y,  N,  Y]),
-    ("GET /api/v1/recipients/{id}?reveal=true",     [Y,   Y,  N,   Y,  N,  N]),
-    ("POST /api/v1/certifications",                 [Y,   N,  N,   N,  N,  Y]),
-    ("GET /api/v1/review-cases",                    [N,   Y,  N,   Y,  Y,  N]),
-    ("POST /api/v1/review-cases/{id}/decision",     [N,   Y,  N,   N,  N,  N]),
-    ("GET /api/v1/audit",                           [N,   N,  N,   Y,  Y,  N]),
-    ("GET /api/v1/audit/verify",                    [N,   N,  N,   Y,  Y,  N]),
-    ("POST /api/v1/auth/logout",                    [Y,   Y,  Y,   Y,  Y,  Y]),
+const POLICY: [(&str, [bool; 6]); 25] = [
+    //                                                   cert rev cons sup aud part
+    ("GET /api/v1/recipients",                          [Y,   Y,  Y,   Y,  N,  Y]),
+    ("POST /api/v1/recipients",                         [N,   N,  N,   Y,  N,  N]),
+    ("GET /api/v1/recipients/{id}",                     [Y,   Y,  Y,   Y,  N,  Y]),
+    ("GET /api/v1/recipients/{id}?reveal=true",         [Y,   Y,  N,   Y,  N,  N]),
+    ("PATCH /api/v1/recipients/{id}",                   [Y,   N,  N,   Y,  N,  N]),
+    ("GET /api/v1/recipients/{id}/timeline",            [Y,   Y,  Y,   Y,  N,  Y]),
+    ("GET /api/v1/recipients/{id}/service-records",     [Y,   Y,  Y,   Y,  N,  Y]),
+    ("POST /api/v1/service-records",                    [Y,   Y,  Y,   Y,  N,  Y]),
+    ("GET /api/v1/certifications?recipient_id={id}",    [Y,   Y,  Y,   Y,  N,  Y]),
+    ("GET /api/v1/certifications/{id}",                 [Y,   Y,  Y,   Y,  N,  Y]),
+    ("POST /api/v1/certifications",                     [Y,   N,  N,   N,  N,  Y]),
+    ("GET /api/v1/review-cases",                        [N,   Y,  N,   Y,  Y,  N]),
+    ("GET /api/v1/review-cases/{id}",                   [N,   Y,  N,   Y,  Y,  N]),
+    ("POST /api/v1/review-cases/{id}/decision",         [N,   Y,  N,   N,  N,  N]),
+    ("GET /api/v1/appeals",                             [N,   Y,  N,   Y,  Y,  N]),
+    ("GET /api/v1/appeals/{id}",                        [N,   Y,  N,   Y,  Y,  N]),
+    ("POST /api/v1/appeals",                            [Y,   N,  Y,   Y,  N,  N]),
+    ("GET /api/v1/home-visits",                         [Y,   N,  Y,   Y,  N,  Y]),
+    ("GET /api/v1/home-visits/{id}",                    [Y,   N,  Y,   Y,  N,  Y]),
+    ("POST /api/v1/home-visits",                        [Y,   N,  Y,   Y,  N,  Y]),
+    ("POST /api/v1/home-visits/{id}/assign",            [N,   N,  N,   Y,  N,  N]),
+    // Only the certifier the visit is assigned to: the matrix assigns each visit to the
+    // `certifier` user (another certifier gets 403 too: see the home visit test).
+    ("POST /api/v1/home-visits/{id}/complete",          [Y,   N,  N,   N,  N,  N]),
+    ("GET /api/v1/audit",                               [N,   N,  N,   Y,  Y,  N]),
+    ("GET /api/v1/audit/verify",                        [N,   N,  N,   Y,  Y,  N]),
+    // Last: it ends the sessions the other lines use.
+    ("POST /api/v1/auth/logout",                        [Y,   Y,  Y,   Y,  Y,  Y]),
 ];
+
+/// The routes anyone may call, without logging in.
+const PUBLIC: [(&str, &str); 5] = [
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/auth/login"),
+];
+
+/// The routes for other systems, by API key: a staff session is no key (401).
+const API_KEY_ROUTES: [(&str, &str); 1] = [("get", "/api/v1/payments/{month}/instructions")];
+
+/// A valid body for `POST /api/v1/recipients` (the import's columns).
+fn new_recipient(id_number: &str, region: &str) -> Value {
+    json!({
+        "id_number": id_number,
+        "name": "赵敏",
+        "insurance_type": "enterprise",
+        "region_code": region,
+        "benefit_start": "2016-04",
+        "monthly_amount": "3567.20",
+        "phone": "13700137000",
+        "last_certified_on": "2026-06-01",
+        "paid_through": "2026-10",
+    })
+}
+
+const VISIT_ADDRESS: &str = "南京市玄武区中山路1号3单元502室";
+
+fn visit_request(recipient_id: i64, window_end: &str) -> Value {
+    json!({"recipient_id": recipient_id, "window_start": TODAY, "window_end": window_end,
+           "address": VISIT_ADDRESS, "reason": "行动不便，无法到柜台认证"})
+}
+
+fn appeal(recipient_id: i64, against: &str) -> Value {
+    json!({"recipient_id": recipient_id, "against": against,
+           "grounds": "本人健在，已到社区服务中心当面核实"})
+}
+
+/// A home visit booked (by the fixture's supervisor) for a pensioner, window to 10 Dec.
+async fn booked_visit(env: &Env, recipient_id: i64) -> i64 {
+    env.app
+        .book_home_visit(
+            &fixture_staff(),
+            recipient_id,
+            d(TODAY),
+            d("2026-12-10"),
+            VISIT_ADDRESS,
+            "行动不便",
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// What the matrix calls the endpoints with: one thing of each kind, and fresh ones for
+/// the calls that use something up (a visit to assign or complete, an ID number).
+struct MatrixFixture {
+    /// 王建国: active, in 320102.
+    pensioner: i64,
+    /// 李秀英: suspended today after a doubtful certification, so there is something to
+    /// appeal.
+    suspended: i64,
+    /// That doubtful certification.
+    certification: i64,
+    /// A reported death to confirm.
+    case: i64,
+    appeal: i64,
+    visit: i64,
+    seq: AtomicUsize,
+}
+
+impl MatrixFixture {
+    async fn new(env: &Env) -> MatrixFixture {
+        let p = &env.people;
+        // A death reported by a clerk: the one reviewer may decide it.
+        env.report_death("clerk", &p.death_rejected).await;
+        let case = env.open_case("confirm_death", p.death_rejected.id).await;
+        let doubtful = env
+            .app
+            .certify(
+                &Actor::Staff("clerk".into()),
+                &CertifyRequest {
+                    recipient: RecipientRef::Id(p.doubtful.id),
+                    channel: Channel::Video,
+                    date: d(TODAY),
+                    outcome: Outcome::Doubtful,
+                    reason: Some("photo_unclear".into()),
+                    region_code: None,
+                    evidence: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(doubtful.status, "suspended");
+        let appeal = env
+            .app
+            .lodge_appeal(
+                &fixture_staff(),
+                p.doubtful.id,
+                AppealAgainst::Suspension,
+                None,
+                "photo was blurred, the pensioner is alive",
+            )
+            .await
+            .unwrap()
+            .id;
+        MatrixFixture {
+            pensioner: p.nanjing.id,
+            suspended: p.doubtful.id,
+            certification: doubtful.certification_id,
+            case,
+            appeal,
+            visit: booked_visit(env, p.nanjing.id).await,
+            seq: AtomicUsize::new(100),
+        }
+    }
+
+    /// The path and body of one call to an endpoint of [`POLICY`].
+    async fn call(&self, env: &Env, endpoint: &str) -> (String, Option<Value>) {
+        let (_, template) = endpoint.split_once(' ').unwrap();
+        let thing = match template {
+            "/api/v1/home-visits/{id}/assign" => booked_visit(env, self.pensioner).await,
+            "/api/v1/home-visits/{id}/complete" => {
+                let visit = booked_visit(env, self.pensioner).await;
+                env.app
+                    .assign_home_visit(&fixture_staff(), visit, "certifier")
+                    .await
+                    .unwrap();
+                visit
+            }
+            "/api/v1/home-visits/{id}" => self.visit,
+            t if t.starts_with("/api/v1/certifications/") => self.certification,
+            t if t.starts_with("/api/v1/review-cases/") => self.case,
+            t if t.starts_with("/api/v1/appeals/") => self.appeal,
+            _ => self.pensioner,
+        };
+        let p = self.pensioner;
+        let body = match endpoint {
+            "POST /api/v1/recipients" => {
+                let seq = self.seq.fetch_add(1, Ordering::SeqCst) as u32;
+                Some(new_recipient(&id("320102", "19600101", seq), "320102"))
+            }
+            "PATCH /api/v1/recipients/{id}" => Some(json!({"phone": "13900139000"})),
+            "POST /api/v1/service-records" => {
+                Some(json!({"recipient_id": p, "kind": "consultation", "note": "问发放日期"}))
+            }
+            "POST /api/v1/certifications" => Some(certification(p)),
+            "POST /api/v1/review-cases/{id}/decision" => Some(decision("reject")),
+            "POST /api/v1/appeals" => Some(appeal(self.suspended, "suspension")),
+            "POST /api/v1/home-visits" => Some(visit_request(p, "2026-12-10")),
+            "POST /api/v1/home-visits/{id}/assign" => Some(json!({"certifier": "certifier"})),
+            "POST /api/v1/home-visits/{id}/complete" => {
+                Some(json!({"date": TODAY, "outcome": "pass"}))
+            }
+            _ => None,
+        };
+        (template.replace("{id}", &thing.to_string()), body)
+    }
+}
+
+fn success_of(endpoint: &str) -> StatusCode {
+    match endpoint {
+        "POST /api/v1/recipients"
+        | "POST /api/v1/service-records"
+        | "POST /api/v1/certifications"
+        | "POST /api/v1/appeals"
+        | "POST /api/v1/home-visits" => StatusCode::CREATED,
+        "POST /api/v1/auth/logout" => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+#[test]
+fn the_policy_table_covers_every_route_that_needs_a_login() {
+    let listed: BTreeSet<(String, String)> = POLICY
+        .iter()
+        .map(|(endpoint, _)| {
+            let (method, path) = endpoint.split_once(' ').unwrap();
+            let path = path.split('?').next().unwrap();
+            (method.to_lowercase(), path.to_string())
+        })
+        .collect();
+    let needing_login: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .filter(|route| !PUBLIC.contains(route) && !API_KEY_ROUTES.contains(route))
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(listed, needing_login);
+}
 
 #[tokio::test]
 async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get_401() {
@@ -544,34 +768,39 @@ async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get
         for role in ROLES {
             tokens.push(env.staff(role.as_str(), role, "3201").await);
         }
-        // A death reported by a clerk: the one reviewer may decide it.
-        env.report_death("clerk", &env.people.death_rejected).await;
-        let case = env
-            .open_case("confirm_death", env.people.death_rejected.id)
-            .await;
-        let pensioner = env.people.nanjing.id;
+        let fixture = MatrixFixture::new(&env).await;
 
         let mut wrong = Vec::new();
+        // The integration routes take an API key: a staff session of any role is none.
+        for (method, template) in API_KEY_ROUTES {
+            let path = template.replace("{month}", "2026-11");
+            for (i, role) in ROLES.iter().enumerate() {
+                let r = env
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        &path,
+                        Auth::Bearer(&tokens[i]),
+                        None,
+                    )
+                    .await;
+                if r.status != StatusCode::UNAUTHORIZED {
+                    wrong.push(format!(
+                        "{role} {method} {template}: expected 401, got {} {}",
+                        r.status, r.text
+                    ));
+                }
+            }
+        }
         for (endpoint, allowed) in POLICY {
-            let (method, template) = endpoint.split_once(' ').unwrap();
-            let path = template
-                .replace("/recipients/{id}", &format!("/recipients/{pensioner}"))
-                .replace("/review-cases/{id}", &format!("/review-cases/{case}"));
-            let body = match template {
-                "/api/v1/certifications" => Some(certification(pensioner)),
-                "/api/v1/review-cases/{id}/decision" => Some(decision("reject")),
-                _ => None,
-            };
-            let success = match template {
-                "/api/v1/certifications" => StatusCode::CREATED,
-                "/api/v1/auth/logout" => StatusCode::NO_CONTENT,
-                _ => StatusCode::OK,
-            };
+            let (method, _) = endpoint.split_once(' ').unwrap();
             let method: Method = method.parse().unwrap();
-            let bytes = body.as_ref().map(|v| serde_json::to_vec(v).unwrap());
+            let success = success_of(endpoint);
+            let bytes =
+                |body: &Option<Value>| body.as_ref().map(|v| serde_json::to_vec(v).unwrap());
 
+            let (path, body) = fixture.call(&env, endpoint).await;
             let anonymous = env
-                .request(method.clone(), &path, Auth::Anonymous, bytes.clone())
+                .request(method.clone(), &path, Auth::Anonymous, bytes(&body))
                 .await;
             if anonymous.status != StatusCode::UNAUTHORIZED
                 || anonymous.body["error"]["code"] != "unauthenticated"
@@ -581,12 +810,13 @@ async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get
                     anonymous.status, anonymous.text
                 ));
             }
+            let (path, body) = fixture.call(&env, endpoint).await;
             let stranger = env
                 .request(
                     method.clone(),
                     &path,
                     Auth::Bearer("not-a-session-token"),
-                    bytes.clone(),
+                    bytes(&body),
                 )
                 .await;
             if stranger.status != StatusCode::UNAUTHORIZED {
@@ -597,12 +827,13 @@ async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get
             }
 
             for (i, role) in ROLES.iter().enumerate() {
+                let (path, body) = fixture.call(&env, endpoint).await;
                 let r = env
                     .request(
                         method.clone(),
                         &path,
                         Auth::Bearer(&tokens[i]),
-                        bytes.clone(),
+                        bytes(&body),
                     )
                     .await;
                 let ok = if allowed[i] {
@@ -1525,14 +1756,26 @@ async fn errors_have_one_shape_and_every_response_has_a_request_id() {
 async fn a_wrong_method_gets_405_with_the_error_shape() {
     for b in backends().await {
         let env = Env::new(b).await;
-        let r = env.get("/api/v1/certifications", Auth::Anonymous).await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text);
-        assert!(
-            r.body["error"]["code"].is_string(),
-            "{}: {:?}",
-            env.name(),
-            r.text
-        );
+        for (method, path) in [
+            (Method::DELETE, "/api/v1/certifications"),
+            (Method::GET, "/api/v1/service-records"),
+            (Method::PUT, "/api/v1/recipients/1"),
+        ] {
+            let r = env.request(method, path, Auth::Anonymous, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{}: {path}: {}",
+                env.name(),
+                r.text
+            );
+            assert!(
+                r.body["error"]["code"].is_string(),
+                "{}: {:?}",
+                env.name(),
+                r.text
+            );
+        }
         env.finish().await;
     }
 }
@@ -1552,6 +1795,13 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
                 "/api/v1/review-cases/abc/decision",
                 Some(serde_json::to_vec(&decision("approve")).unwrap()),
             ),
+            (Method::GET, "/api/v1/recipients/abc/timeline", None),
+            (Method::GET, "/api/v1/appeals/1.5", None),
+            (
+                Method::POST,
+                "/api/v1/home-visits/abc/assign",
+                Some(serde_json::to_vec(&json!({"certifier": "cert"})).unwrap()),
+            ),
         ] {
             env.request(method, path, Auth::Bearer(&token), body)
                 .await
@@ -1567,7 +1817,7 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 30] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -1580,15 +1830,22 @@ const ROUTES: [(&str, &str); 23] = [
     ("patch", "/api/v1/recipients/{id}"),
     ("get", "/api/v1/recipients/{id}/timeline"),
     ("get", "/api/v1/recipients/{id}/service-records"),
+    ("get", "/api/v1/appeals"),
     ("post", "/api/v1/appeals"),
+    ("get", "/api/v1/appeals/{id}"),
     ("get", "/api/v1/home-visits"),
     ("post", "/api/v1/home-visits"),
+    ("get", "/api/v1/home-visits/{id}"),
     ("post", "/api/v1/home-visits/{id}/assign"),
     ("post", "/api/v1/home-visits/{id}/complete"),
     ("post", "/api/v1/service-records"),
+    ("get", "/api/v1/certifications"),
     ("post", "/api/v1/certifications"),
+    ("get", "/api/v1/certifications/{id}"),
     ("get", "/api/v1/review-cases"),
+    ("get", "/api/v1/review-cases/{id}"),
     ("post", "/api/v1/review-cases/{id}/decision"),
+    ("get", "/api/v1/payments/{month}/instructions"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/verify"),
 ];
@@ -1636,7 +1893,7 @@ async fn openapi_document_describes_every_route_the_router_serves() {
 
         // And the router does serve each of them (none falls through to the 404).
         for (method, path) in ROUTES {
-            let concrete = path.replace("{id}", "1");
+            let concrete = path.replace("{id}", "1").replace("{month}", "2026-11");
             let r = env
                 .request(
                     method.to_uppercase().parse().unwrap(),
@@ -1722,6 +1979,1355 @@ async fn health_readiness_and_metrics_answer() {
         for detail in ["pool", "sql", "sqlite", "postgres", "closed", "database"] {
             assert!(!message.contains(detail), "{n}: {message}");
         }
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 11. Appeals
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn appeals_are_decided_by_a_reviewer_who_took_no_part_and_restore_payment() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+        let consultant = env.staff("cons", Role::Consultant, "3201").await;
+        let rev1 = env.staff("rev1", Role::Reviewer, "3201").await;
+        let rev2 = env.staff("rev2", Role::Reviewer, "3201").await;
+        let guangdong = env.staff("cons_gd", Role::Consultant, "44").await;
+        let p = &env.people;
+
+        // A death reported by a clerk and confirmed by rev1: payment is terminated.
+        let dead = p.death_confirmed.id;
+        env.report_death("clerk", &p.death_confirmed).await;
+        let case = env.open_case("confirm_death", dead).await;
+        env.post(
+            &format!("/api/v1/review-cases/{case}/decision"),
+            Auth::Bearer(&rev1),
+            &decision("approve"),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        let path = format!("/api/v1/recipients/{dead}");
+        let r = env.get(&path, Auth::Bearer(&rev2)).await;
+        assert_eq!(r.body["status"], "terminated", "{n}: {}", r.text);
+
+        // Nothing of another kind to appeal, no pensioner outside one's region, no
+        // appeal without grounds.
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&consultant),
+            &appeal(dead, "suspension"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "invalid_transition", n);
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&guangdong),
+            &appeal(dead, "termination"),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&consultant),
+            &json!({"recipient_id": dead, "against": "termination", "grounds": "  "}),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&consultant),
+            &json!({"recipient_id": dead, "against": "everything", "grounds": "x"}),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+
+        // The consultant lodges an appeal against the termination on the pensioner's
+        // behalf: a review case of kind appeal, in the reviewers' queue.
+        let r = env
+            .post(
+                "/api/v1/appeals",
+                Auth::Bearer(&consultant),
+                &appeal(dead, "termination"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(
+            (
+                &r.body["kind"],
+                &r.body["status"],
+                &r.body["recipient_id"],
+                &r.body["opened_by"]
+            ),
+            (
+                &json!("appeal"),
+                &json!("open"),
+                &json!(dead),
+                &json!("staff:cons")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        let termination_appeal = r.body["id"].as_i64().unwrap();
+        let queue = env
+            .get("/api/v1/review-cases?kind=appeal", Auth::Bearer(&rev2))
+            .await;
+        assert!(
+            ids_of(&queue.body).contains(&termination_appeal),
+            "{n}: {}",
+            queue.text
+        );
+
+        // rev1 confirmed the death: rev1 may not decide the appeal against it.
+        let decide = format!("/api/v1/review-cases/{termination_appeal}/decision");
+        env.post(&decide, Auth::Bearer(&rev1), &decision("approve"))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "maker_checker", n);
+        // rev2 took no part and upholds it: payment is active again, the death undone.
+        let r = env
+            .post(&decide, Auth::Bearer(&rev2), &decision("approve"))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["decision"], &r.body["decided_by"]),
+            (&json!("approve"), &json!("staff:rev2")),
+            "{n}: {}",
+            r.text
+        );
+        let r = env.get(&path, Auth::Bearer(&rev2)).await;
+        assert_eq!(
+            (&r.body["status"], &r.body["suspension_reason"]),
+            (&json!("active"), &Value::Null),
+            "{n}: {}",
+            r.text
+        );
+        let row = env
+            .app
+            .store()
+            .recipient_by_id(dead)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.death_date.as_deref(), row.death_source.as_deref()),
+            (None, None),
+            "{n}"
+        );
+        // A certification can be recorded for them again.
+        env.post(
+            "/api/v1/certifications",
+            Auth::Bearer(&certifier),
+            &certification(dead),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+
+        // A suspension after a doubtful certification. An appeal rejected changes nothing...
+        let doubtful = p.doubtful.id;
+        let r = env
+            .post(
+                "/api/v1/certifications",
+                Auth::Bearer(&certifier),
+                &json!({"recipient_id": doubtful, "channel": "video", "date": TODAY,
+                        "outcome": "doubtful", "reason": "photo_unclear"}),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(r.body["status"], "suspended", "{n}");
+        let doubtful_certification = r.body["certification_id"].as_i64().unwrap();
+        let r = env
+            .post(
+                "/api/v1/appeals",
+                Auth::Bearer(&certifier),
+                &appeal(doubtful, "suspension"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let rejected = r.body["id"].as_i64().unwrap();
+        env.post(
+            &format!("/api/v1/review-cases/{rejected}/decision"),
+            Auth::Bearer(&rev1),
+            &decision("reject"),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        let doubtful_path = format!("/api/v1/recipients/{doubtful}");
+        let r = env.get(&doubtful_path, Auth::Bearer(&rev2)).await;
+        assert_eq!(
+            (&r.body["status"], &r.body["suspension_reason"]),
+            (&json!("suspended"), &json!("doubtful")),
+            "{n}: {}",
+            r.text
+        );
+        // ... a new appeal, upheld, lifts the suspension.
+        let r = env
+            .post(
+                "/api/v1/appeals",
+                Auth::Bearer(&consultant),
+                &appeal(doubtful, "suspension"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let upheld = r.body["id"].as_i64().unwrap();
+        env.post(
+            &format!("/api/v1/review-cases/{upheld}/decision"),
+            Auth::Bearer(&rev2),
+            &decision("approve"),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        let r = env.get(&doubtful_path, Auth::Bearer(&rev2)).await;
+        assert_eq!(
+            (&r.body["status"], &r.body["suspension_reason"]),
+            (&json!("active"), &Value::Null),
+            "{n}: {}",
+            r.text
+        );
+
+        // A fail: the appeal names the failed certification.
+        let nanjing = p.nanjing.id;
+        let r = env
+            .post(
+                "/api/v1/certifications",
+                Auth::Bearer(&certifier),
+                &json!({"recipient_id": nanjing, "channel": "video", "date": TODAY,
+                        "outcome": "fail", "reason": "face_mismatch"}),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let failed = r.body["certification_id"].as_i64().unwrap();
+        let without = env
+            .post(
+                "/api/v1/appeals",
+                Auth::Bearer(&consultant),
+                &appeal(nanjing, "fail"),
+            )
+            .await;
+        without.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        assert!(
+            without.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("certification_id"),
+            "{n}: {}",
+            without.text
+        );
+        let mut body = appeal(doubtful, "fail");
+        body["certification_id"] = json!(doubtful_certification);
+        env.post("/api/v1/appeals", Auth::Bearer(&consultant), &body)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        let mut body = appeal(nanjing, "fail");
+        body["certification_id"] = json!(doubtful_certification);
+        env.post("/api/v1/appeals", Auth::Bearer(&consultant), &body)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        body["certification_id"] = json!(failed);
+        let r = env
+            .post("/api/v1/appeals", Auth::Bearer(&consultant), &body)
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(r.body["certification_id"], failed, "{n}: {}", r.text);
+        // Upheld, the fail counts as a pass: validity renewed from its date.
+        env.post(
+            &format!("/api/v1/review-cases/{}/decision", r.body["id"]),
+            Auth::Bearer(&rev1),
+            &decision("approve"),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{nanjing}"),
+                Auth::Bearer(&rev2),
+            )
+            .await;
+        assert_eq!(
+            (
+                &r.body["status"],
+                &r.body["last_certified_on"],
+                &r.body["next_due_on"]
+            ),
+            (&json!("active"), &json!(TODAY), &json!("2027-11-30")),
+            "{n}: {}",
+            r.text
+        );
+
+        // All four decided; none left open.
+        let r = env
+            .get("/api/v1/appeals?status=decided", Auth::Bearer(&rev2))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(ids_of(&r.body).len(), 4, "{n}: {}", r.text);
+        let r = env.get("/api/v1/appeals", Auth::Bearer(&rev2)).await;
+        assert_eq!(r.body["items"], json!([]), "{n}: {}", r.text);
+        env.finish().await;
+    }
+}
+
+/// Two fails (61 and 60 days ago) and a death reported today, for the appeal window.
+async fn appeal_window_fixture(env: &Env) -> [i64; 2] {
+    let certifier = env.staff("cert", Role::Certifier, "3201").await;
+    let mut failed = [0; 2];
+    for (i, date) in ["2026-09-30", "2026-10-01"].into_iter().enumerate() {
+        let r = env
+            .post(
+                "/api/v1/certifications",
+                Auth::Bearer(&certifier),
+                &json!({"recipient_id": env.people.nanjing.id, "channel": "video", "date": date,
+                        "outcome": "fail", "reason": "liveness_failed"}),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, env.name());
+        failed[i] = r.body["certification_id"].as_i64().unwrap();
+    }
+    env.report_death("clerk", &env.people.death_rejected).await;
+    failed
+}
+
+#[tokio::test]
+async fn appeals_within_sixty_days_of_the_decision_are_accepted() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let [_, sixty_days_ago] = appeal_window_fixture(&env).await;
+        let consultant = env.user("cons", Role::Consultant, "3201").await;
+        let token = env.login(&consultant).await.token;
+        let p = &env.people;
+
+        let mut body = appeal(p.nanjing.id, "fail");
+        body["certification_id"] = json!(sixty_days_ago);
+        env.post("/api/v1/appeals", Auth::Bearer(&token), &body)
+            .await
+            .assert_status(StatusCode::CREATED, n);
+        // The suspension of today, appealed on the 60th day.
+        env.clock.set(d("2027-01-29"));
+        let token = env.login(&consultant).await.token;
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&token),
+            &appeal(p.death_rejected.id, "suspension"),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn appeals_more_than_sixty_days_after_the_decision_are_refused_with_409() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let [sixty_one_days_ago, _] = appeal_window_fixture(&env).await;
+        let consultant = env.user("cons", Role::Consultant, "3201").await;
+        let token = env.login(&consultant).await.token;
+        let p = &env.people;
+
+        let mut body = appeal(p.nanjing.id, "fail");
+        body["certification_id"] = json!(sixty_one_days_ago);
+        env.post("/api/v1/appeals", Auth::Bearer(&token), &body)
+            .await
+            .assert_error(StatusCode::CONFLICT, "appeal_window_closed", n);
+        // The suspension of today, appealed on the 61st day.
+        env.clock.set(d("2027-01-30"));
+        let token = env.login(&consultant).await.token;
+        env.post(
+            "/api/v1/appeals",
+            Auth::Bearer(&token),
+            &appeal(p.death_rejected.id, "suspension"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "appeal_window_closed", n);
+        // Nothing was opened.
+        let appeals = env
+            .app
+            .review_queue(&fixture_staff(), Some("appeal"), None, 100)
+            .await
+            .unwrap();
+        assert!(appeals.is_empty(), "{n}: {appeals:?}");
+        env.finish().await;
+    }
+}
+
+/// Maker–checker reaches back to the report that opened the case: whoever reported a
+/// death took part in terminating payment, however long the confirmation took.
+#[tokio::test]
+async fn whoever_reported_a_death_may_not_decide_the_appeal_against_its_termination() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let reporter = env.user("rev1", Role::Reviewer, "3201").await;
+        let checker = env.user("rev2", Role::Reviewer, "3201").await;
+        let consultant = env.user("cons", Role::Consultant, "3201").await;
+        let p = &env.people;
+
+        env.report_death("rev1", &p.death_confirmed).await;
+        let case = env.open_case("confirm_death", p.death_confirmed.id).await;
+        // The report is confirmed ten days later ...
+        env.clock.set(d("2026-12-10"));
+        let checker = env.login(&checker).await.token;
+        let reporter = env.login(&reporter).await.token;
+        let consultant = env.login(&consultant).await.token;
+        env.post(
+            &format!("/api/v1/review-cases/{case}/decision"),
+            Auth::Bearer(&checker),
+            &decision("approve"),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        let r = env
+            .post(
+                "/api/v1/appeals",
+                Auth::Bearer(&consultant),
+                &appeal(p.death_confirmed.id, "termination"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let decide = format!("/api/v1/review-cases/{}/decision", r.body["id"]);
+        // ... and neither the reviewer who confirmed it nor the one who reported it may
+        // decide the appeal.
+        env.post(&decide, Auth::Bearer(&checker), &decision("approve"))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "maker_checker", n);
+        env.post(&decide, Auth::Bearer(&reporter), &decision("approve"))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "maker_checker", n);
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 12. Home visits
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn home_visits_are_booked_assigned_in_region_and_completed_by_the_assigned_certifier() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let consultant = env.staff("cons", Role::Consultant, "3201").await;
+        let supervisor = env.user("sup", Role::Supervisor, "3201").await;
+        let sup = env.login(&supervisor).await.token;
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+        let other_certifier = env.staff("cert2", Role::Certifier, "3201").await;
+        env.user("cert_gd", Role::Certifier, "44").await;
+        env.user("rev", Role::Reviewer, "3201").await;
+        let p = &env.people;
+
+        // Booking: the address comes back decrypted.
+        let r = env
+            .post(
+                "/api/v1/home-visits",
+                Auth::Bearer(&consultant),
+                &visit_request(p.nanjing.id, "2026-12-10"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(
+            (
+                &r.body["recipient_id"],
+                &r.body["status"],
+                &r.body["address"],
+                &r.body["window_start"],
+                &r.body["window_end"],
+                &r.body["booked_by"],
+                &r.body["assigned_to"],
+                &r.body["overdue"]
+            ),
+            (
+                &json!(p.nanjing.id),
+                &json!("booked"),
+                &json!(VISIT_ADDRESS),
+                &json!(TODAY),
+                &json!("2026-12-10"),
+                &json!("staff:cons"),
+                &Value::Null,
+                &json!(false)
+            ),
+            "{n}: {}",
+            r.text
+        );
+        let visit = r.body["id"].as_i64().unwrap();
+        let r = env
+            .get(&format!("/api/v1/home-visits/{visit}"), Auth::Bearer(&sup))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["address"], VISIT_ADDRESS, "{n}: {}", r.text);
+
+        // Bookings that cannot be.
+        for (body, what) in [
+            (
+                visit_request(p.nanjing.id, "2026-11-29"),
+                "a window over before it starts",
+            ),
+            (
+                json!({"recipient_id": p.nanjing.id, "window_start": "2026-11-20", "window_end": "2026-11-25",
+                       "address": VISIT_ADDRESS, "reason": "行动不便"}),
+                "a window already over",
+            ),
+            (
+                json!({"recipient_id": p.nanjing.id, "window_start": TODAY, "window_end": "2026-12-10",
+                       "address": " ", "reason": "行动不便"}),
+                "no address",
+            ),
+            (
+                json!({"recipient_id": p.nanjing.id, "window_start": "30/11/2026", "window_end": "2026-12-10",
+                       "address": VISIT_ADDRESS, "reason": "行动不便"}),
+                "a date that is not YYYY-MM-DD",
+            ),
+        ] {
+            env.post("/api/v1/home-visits", Auth::Bearer(&consultant), &body)
+                .await
+                .assert_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    &format!("{n}: {what}"),
+                );
+        }
+        env.post(
+            "/api/v1/home-visits",
+            Auth::Bearer(&consultant),
+            &visit_request(p.guangzhou.id, "2026-12-10"),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+
+        // Assigning: to a certifier whose region covers the pensioner, nobody else.
+        let assign = format!("/api/v1/home-visits/{visit}/assign");
+        for (who, what) in [
+            ("rev", "a reviewer"),
+            ("cert_gd", "a certifier of Guangdong"),
+        ] {
+            env.post(&assign, Auth::Bearer(&sup), &json!({"certifier": who}))
+                .await
+                .assert_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    &format!("{n}: {what}"),
+                );
+        }
+        env.post(&assign, Auth::Bearer(&sup), &json!({"certifier": "nobody"}))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.post(
+            "/api/v1/home-visits/999999/assign",
+            Auth::Bearer(&sup),
+            &json!({"certifier": "cert"}),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        let r = env
+            .post(&assign, Auth::Bearer(&sup), &json!({"certifier": "cert"}))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["status"], &r.body["assigned_to"]),
+            (&json!("assigned"), &json!("staff:cert")),
+            "{n}: {}",
+            r.text
+        );
+
+        // Completing: only by the certifier it is assigned to.
+        let complete = format!("/api/v1/home-visits/{visit}/complete");
+        let pass = json!({"date": TODAY, "outcome": "pass"});
+        env.post(&complete, Auth::Bearer(&other_certifier), &pass)
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden", n);
+        env.post(
+            &complete,
+            Auth::Bearer(&certifier),
+            &json!({"date": TODAY, "outcome": "maybe"}),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        let r = env.post(&complete, Auth::Bearer(&certifier), &pass).await;
+        r.assert_status(StatusCode::OK, n);
+        let certification_id = r.body["certification"]["certification_id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            (
+                &r.body["visit"]["status"],
+                &r.body["visit"]["certification_id"],
+                &r.body["certification"]["outcome"],
+                &r.body["certification"]["next_due_on"]
+            ),
+            (
+                &json!("completed"),
+                &json!(certification_id),
+                &json!("pass"),
+                &json!("2027-11-30")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        assert!(
+            r.body["visit"]["completed_at"].is_string(),
+            "{n}: {}",
+            r.text
+        );
+        // A home_visit certification, and validity renewed.
+        let recorded = env
+            .app
+            .store()
+            .certifications_of(p.nanjing.id)
+            .await
+            .unwrap();
+        assert_eq!(recorded.len(), 1, "{n}: {recorded:?}");
+        assert_eq!(
+            (
+                recorded[0].channel.as_str(),
+                recorded[0].actor.as_str(),
+                recorded[0].outcome.as_str(),
+                recorded[0].certified_on.as_str()
+            ),
+            ("home_visit", "staff:cert", "pass", TODAY),
+            "{n}"
+        );
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{}", p.nanjing.id),
+                Auth::Bearer(&certifier),
+            )
+            .await;
+        assert_eq!(
+            (&r.body["last_certified_on"], &r.body["next_due_on"]),
+            (&json!(TODAY), &json!("2027-11-30")),
+            "{n}: {}",
+            r.text
+        );
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{}/timeline", p.nanjing.id),
+                Auth::Bearer(&certifier),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert!(
+            r.body["items"].as_array().unwrap().iter().any(|e| {
+                e["what"] == "certification.recorded"
+                    && e["details"]["channel"] == "home_visit"
+                    && e["details"]["certification_id"] == certification_id
+            }),
+            "{n}: {}",
+            r.text
+        );
+        // Done is done: neither completed nor reassigned again.
+        env.post(&complete, Auth::Bearer(&certifier), &pass)
+            .await
+            .assert_error(StatusCode::CONFLICT, "case_closed", n);
+        env.post(&assign, Auth::Bearer(&sup), &json!({"certifier": "cert2"}))
+            .await
+            .assert_error(StatusCode::CONFLICT, "case_closed", n);
+
+        // No visit to a pensioner whose payment was terminated.
+        env.report_death("clerk", &p.death_confirmed).await;
+        env.app
+            .confirm_death(&Actor::Staff("rev".into()), &p.death_confirmed.nid())
+            .await
+            .unwrap();
+        env.post(
+            "/api/v1/home-visits",
+            Auth::Bearer(&consultant),
+            &visit_request(p.death_confirmed.id, "2026-12-10"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "recipient_terminated", n);
+
+        // A visit still booked when its window has passed is overdue.
+        let r = env
+            .post(
+                "/api/v1/home-visits",
+                Auth::Bearer(&consultant),
+                &visit_request(p.doubtful.id, "2026-12-02"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let late = r.body["id"].as_i64().unwrap();
+        let r = env
+            .get("/api/v1/home-visits?overdue=true", Auth::Bearer(&sup))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["items"], json!([]), "{n}: {}", r.text);
+        env.clock.set(d("2026-12-03"));
+        let sup = env.login(&supervisor).await.token;
+        let r = env
+            .get("/api/v1/home-visits?overdue=true", Auth::Bearer(&sup))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(ids_of(&r.body), BTreeSet::from([late]), "{n}: {}", r.text);
+        assert_eq!(r.body["items"][0]["overdue"], true, "{n}: {}", r.text);
+        let r = env.get("/api/v1/home-visits", Auth::Bearer(&sup)).await;
+        assert_eq!(
+            ids_of(&r.body),
+            BTreeSet::from([visit, late]),
+            "{n}: {}",
+            r.text
+        );
+        let r = env
+            .get("/api/v1/home-visits?status=completed", Auth::Bearer(&sup))
+            .await;
+        assert_eq!(ids_of(&r.body), BTreeSet::from([visit]), "{n}: {}", r.text);
+        assert_eq!(r.body["items"][0]["overdue"], false, "{n}: {}", r.text);
+        env.get("/api/v1/home-visits?status=lost", Auth::Bearer(&sup))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        // Another region's supervisor sees none of them.
+        let guangdong = env.staff("sup_gd", Role::Supervisor, "44").await;
+        let r = env
+            .get("/api/v1/home-visits", Auth::Bearer(&guangdong))
+            .await;
+        assert_eq!(r.body["items"], json!([]), "{n}: {}", r.text);
+        env.get(
+            &format!("/api/v1/home-visits/{visit}"),
+            Auth::Bearer(&guangdong),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 13. Service records
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn service_records_take_a_rating_for_satisfaction_only_and_keep_notes_private() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let consultant = env.staff("cons", Role::Consultant, "3201").await;
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+        let auditor = env.staff("aud", Role::Auditor, "").await;
+        let p = &env.people;
+        let nanjing = p.nanjing.id;
+        let record = |kind: &str, rating: Option<i64>, note: &str| json!({"recipient_id": nanjing, "kind": kind, "rating": rating, "note": note});
+
+        // A satisfaction rating of 1 to 5, tied to a certification or not.
+        let r = env
+            .post(
+                "/api/v1/certifications",
+                Auth::Bearer(&certifier),
+                &certification(nanjing),
+            )
+            .await;
+        let certified = r.body["certification_id"].as_i64().unwrap();
+        let mut first = record("satisfaction", Some(5), "窗口服务很耐心，电话13912345678");
+        first["certification_id"] = json!(certified);
+        let r = env
+            .post("/api/v1/service-records", Auth::Bearer(&consultant), &first)
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(
+            (
+                &r.body["kind"],
+                &r.body["rating"],
+                &r.body["certification_id"],
+                &r.body["recorded_by"]
+            ),
+            (
+                &json!("satisfaction"),
+                &json!(5),
+                &json!(certified),
+                &json!("staff:cons")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        env.post(
+            "/api/v1/service-records",
+            Auth::Bearer(&certifier),
+            &record("satisfaction", Some(1), "等候时间太长"),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+        env.post(
+            "/api/v1/service-records",
+            Auth::Bearer(&consultant),
+            &record("consultation", None, "询问养老金调整标准"),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+
+        // What is refused: ratings out of range, a rating where none belongs, none where
+        // one does, an unknown kind.
+        for (body, what) in [
+            (record("satisfaction", Some(6), "x"), "a rating of 6"),
+            (record("satisfaction", Some(0), "x"), "a rating of 0"),
+            (
+                record("satisfaction", None, "x"),
+                "satisfaction without a rating",
+            ),
+            (record("consultation", Some(3), "x"), "a rated consultation"),
+            (record("complaint", Some(1), "x"), "a rated complaint"),
+            (record("praise", None, "x"), "an unknown kind"),
+        ] {
+            env.post("/api/v1/service-records", Auth::Bearer(&consultant), &body)
+                .await
+                .assert_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    &format!("{n}: {what}"),
+                );
+        }
+        // A certification of someone else is not one of theirs.
+        let mut body = record("satisfaction", Some(4), "");
+        body["certification_id"] = json!(999_999);
+        env.post("/api/v1/service-records", Auth::Bearer(&consultant), &body)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+
+        // The list: in order, notes decrypted.
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{nanjing}/service-records"),
+                Auth::Bearer(&certifier),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        let items = r.body["items"].as_array().unwrap();
+        let seen: Vec<(&str, Option<i64>, &str)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i["kind"].as_str().unwrap(),
+                    i["rating"].as_i64(),
+                    i["note"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("satisfaction", Some(5), "窗口服务很耐心，电话13912345678"),
+                ("satisfaction", Some(1), "等候时间太长"),
+                ("consultation", None, "询问养老金调整标准"),
+            ],
+            "{n}: {}",
+            r.text
+        );
+        // The trail records that a note was taken, not what it says.
+        let r = env
+            .get(
+                &format!("/api/v1/audit?action=service_record.added&recipient_id={nanjing}"),
+                Auth::Bearer(&auditor),
+            )
+            .await;
+        assert_eq!(
+            r.body["items"].as_array().unwrap().len(),
+            3,
+            "{n}: {}",
+            r.text
+        );
+        for secret in ["13912345678", "耐心", "等候", "调整标准"] {
+            assert!(!r.text.contains(secret), "{n}: {secret} in {}", r.text);
+        }
+
+        // Outside the user's region the pensioner is not there, to write or to read.
+        let guangzhou = p.guangzhou.id;
+        for token in [&consultant, &certifier] {
+            env.post(
+                "/api/v1/service-records",
+                Auth::Bearer(token),
+                &json!({"recipient_id": guangzhou, "kind": "consultation", "note": "x"}),
+            )
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+            env.get(
+                &format!("/api/v1/recipients/{guangzhou}/service-records"),
+                Auth::Bearer(token),
+            )
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        }
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 14. Contact details
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn contact_updates_are_audited_encrypted_and_validated() {
+    use base64::Engine;
+    use lifecert_crypto::Field;
+
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+        let auditor = env.staff("aud", Role::Auditor, "").await;
+        let p = &env.people;
+        let path = format!("/api/v1/recipients/{}", p.nanjing.id);
+        const NEW_PHONE: &str = "13912345678";
+        const NEW_ADDRESS: &str = "南京市鼓楼区北京西路10号";
+
+        let r = env
+            .patch(
+                &path,
+                Auth::Bearer(&certifier),
+                &json!({"phone": NEW_PHONE, "address": NEW_ADDRESS}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["view"], &r.body["id"], &r.body["residence"]),
+            (&json!("full"), &json!(p.nanjing.id), &json!("domestic")),
+            "{n}: {}",
+            r.text
+        );
+        assert!(!r.text.contains(NEW_PHONE), "{n}: {}", r.text);
+
+        let audit_path = format!(
+            "/api/v1/audit?action=recipient.contact_updated&recipient_id={}",
+            p.nanjing.id
+        );
+        let r = env.get(&audit_path, Auth::Bearer(&auditor)).await;
+        r.assert_status(StatusCode::OK, n);
+        let entries = r.body["items"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{n}: {}", r.text);
+        let entry = &entries[0];
+        assert_eq!(entry["actor"], "staff:cert", "{n}");
+        // Old and new values as base64 of the ciphertext: they decrypt with the key ...
+        let keys = key_ring();
+        let decrypt = |field: Field, v: &Value| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(
+                    v.as_str()
+                        .unwrap_or_else(|| panic!("{n}: {v} is not a string")),
+                )
+                .unwrap();
+            keys.decrypt_str(field, &bytes).unwrap()
+        };
+        let changes = &entry["details"]["changes"];
+        assert_eq!(
+            decrypt(Field::Phone, &changes["phone"]["old_enc"]),
+            "13800138000",
+            "{n}"
+        );
+        assert_eq!(
+            decrypt(Field::Phone, &changes["phone"]["new_enc"]),
+            NEW_PHONE,
+            "{n}"
+        );
+        assert_eq!(changes["address"]["old_enc"], Value::Null, "{n}: {entry}");
+        assert_eq!(
+            decrypt(Field::Address, &changes["address"]["new_enc"]),
+            NEW_ADDRESS,
+            "{n}"
+        );
+        // ... and nothing readable is left in the trail, nor in the timeline built from it.
+        let timeline = env
+            .get(&format!("{path}/timeline"), Auth::Bearer(&certifier))
+            .await;
+        timeline.assert_status(StatusCode::OK, n);
+        for text in [entry.to_string(), timeline.text.clone()] {
+            for secret in [NEW_PHONE, "13800138000", NEW_ADDRESS, "北京西路"] {
+                assert!(!text.contains(secret), "{n}: {secret} in {text}");
+            }
+        }
+
+        // Refused: a phone that is no number, abroad without a country, a country that
+        // does not exist; and none of them changes anything.
+        for (body, field) in [
+            (json!({"phone": "call me"}), "phone"),
+            (json!({"residence": "abroad"}), "country"),
+            (json!({"residence": "abroad", "country": "XX"}), "country"),
+            (json!({"residence": "moon"}), "residence"),
+            (json!({"address": "路".repeat(301)}), "address"),
+        ] {
+            let r = env.patch(&path, Auth::Bearer(&certifier), &body).await;
+            r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(field),
+                "{n}: {body}: {}",
+                r.text
+            );
+        }
+        let r = env.get(&audit_path, Auth::Bearer(&auditor)).await;
+        assert_eq!(
+            r.body["items"].as_array().unwrap().len(),
+            1,
+            "{n}: {}",
+            r.text
+        );
+
+        // Abroad with a country; then home again.
+        let r = env
+            .patch(
+                &path,
+                Auth::Bearer(&certifier),
+                &json!({"residence": "abroad", "country": "CA"}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["residence"], &r.body["country"]),
+            (&json!("abroad"), &json!("CA")),
+            "{n}: {}",
+            r.text
+        );
+        let r = env
+            .patch(
+                &path,
+                Auth::Bearer(&certifier),
+                &json!({"residence": "domestic", "country": ""}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["residence"], &r.body["country"]),
+            (&json!("domestic"), &Value::Null),
+            "{n}: {}",
+            r.text
+        );
+
+        // Another region's pensioner cannot be changed, even by a certifier.
+        env.patch(
+            &format!("/api/v1/recipients/{}", p.guangzhou.id),
+            Auth::Bearer(&certifier),
+            &json!({"phone": NEW_PHONE}),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 15. Registering a pensioner
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn supervisors_register_pensioners_in_their_region_validated_like_an_import() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let supervisor = env.staff("sup", Role::Supervisor, "3201").await;
+        let guangdong = env.staff("sup_gd", Role::Supervisor, "44").await;
+        let number = id("320102", "19560315", 77);
+
+        let r = env
+            .post(
+                "/api/v1/recipients",
+                Auth::Bearer(&supervisor),
+                &new_recipient(&number, "320102"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let created = r.body["id"].as_i64().unwrap();
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{created}"),
+                Auth::Bearer(&supervisor),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (
+                &r.body["id_number"],
+                &r.body["name"],
+                &r.body["region_code"],
+                &r.body["status"],
+                &r.body["monthly_amount_fen"],
+                &r.body["birth_date"],
+                &r.body["last_certified_on"]
+            ),
+            (
+                &json!(masked(&number)),
+                &json!("赵敏"),
+                &json!("320102"),
+                &json!("active"),
+                &json!(356_720),
+                &json!("1956-03-15"),
+                &json!("2026-06-01")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        let r = env
+            .get(
+                &format!("/api/v1/recipients?id_number={number}"),
+                Auth::Bearer(&supervisor),
+            )
+            .await;
+        assert_eq!(
+            ids_of(&r.body),
+            BTreeSet::from([created]),
+            "{n}: {}",
+            r.text
+        );
+
+        // The same ID number again.
+        env.post(
+            "/api/v1/recipients",
+            Auth::Bearer(&supervisor),
+            &new_recipient(&number, "320102"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "duplicate", n);
+        env.post(
+            "/api/v1/recipients",
+            Auth::Bearer(&supervisor),
+            &new_recipient(NANJING_ID, "320102"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "duplicate", n);
+
+        // A bad ID number (wrong check character), and other bad columns: 422 naming
+        // the field.
+        let wrong_check = format!(
+            "{}{}",
+            &number[..17],
+            if number.ends_with('0') { '1' } else { '0' }
+        );
+        let mut cases = vec![(new_recipient(&wrong_check, "320102"), "id_number")];
+        for (field, value) in [
+            ("name", json!("")),
+            ("insurance_type", json!("private")),
+            ("region_code", json!("3201")),
+            ("benefit_start", json!("1950-01")),
+            ("monthly_amount", json!("12.345")),
+            ("phone", json!("not a phone")),
+            ("last_certified_on", json!("2027-01-01")),
+        ] {
+            let mut body = new_recipient(&id("320102", "19570101", 88), "320102");
+            body[field] = value;
+            cases.push((body, field));
+        }
+        let mut abroad = new_recipient(&id("320102", "19570101", 88), "320102");
+        abroad["residence"] = json!("abroad");
+        cases.push((abroad, "country"));
+        for (body, field) in cases {
+            let r = env
+                .post("/api/v1/recipients", Auth::Bearer(&supervisor), &body)
+                .await;
+            r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{field}:")),
+                "{n}: {field}: {}",
+                r.text
+            );
+        }
+
+        // Guangdong's supervisor registers in Guangdong, not in Beijing.
+        env.post(
+            "/api/v1/recipients",
+            Auth::Bearer(&guangdong),
+            &new_recipient(&id("110105", "19580101", 12), "110105"),
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "out_of_region", n);
+        env.post(
+            "/api/v1/recipients",
+            Auth::Bearer(&guangdong),
+            &new_recipient(&id("440106", "19580101", 12), "440106"),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+        // Nothing else was registered.
+        let all = env
+            .app
+            .search_recipients(&fixture_staff(), &RecipientQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 7, "{n}");
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 16. Timeline
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_timeline_tells_what_happened_to_a_pensioner_in_order() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+        let consultant = env.staff("cons", Role::Consultant, "3201").await;
+        let supervisor = env.staff("sup", Role::Supervisor, "3201").await;
+        let reviewer = env.staff("rev", Role::Reviewer, "3201").await;
+        let p = &env.people;
+        let who = p.doubtful.id;
+        let minute = || env.clock.advance(Duration::minutes(1));
+
+        // A doubtful certification suspends payment ...
+        let r = env
+            .post(
+                "/api/v1/certifications",
+                Auth::Bearer(&certifier),
+                &json!({"recipient_id": who, "channel": "video", "date": TODAY,
+                        "outcome": "doubtful", "reason": "photo_unclear"}),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let doubtful = r.body["certification_id"].as_i64().unwrap();
+        minute();
+        // ... the pensioner complains ...
+        env.post(
+            "/api/v1/service-records",
+            Auth::Bearer(&consultant),
+            &json!({"recipient_id": who, "certification_id": doubtful, "kind": "complaint", "note": "停发前没有通知"}),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+        minute();
+        // ... a home visit is booked, assigned and made, and the pass lifts the suspension.
+        let r = env
+            .post(
+                "/api/v1/home-visits",
+                Auth::Bearer(&consultant),
+                &visit_request(who, "2026-12-10"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        let visit = r.body["id"].as_i64().unwrap();
+        minute();
+        env.post(
+            &format!("/api/v1/home-visits/{visit}/assign"),
+            Auth::Bearer(&supervisor),
+            &json!({"certifier": "cert"}),
+        )
+        .await
+        .assert_status(StatusCode::OK, n);
+        minute();
+        let r = env
+            .post(
+                &format!("/api/v1/home-visits/{visit}/complete"),
+                Auth::Bearer(&certifier),
+                &json!({"date": TODAY, "outcome": "pass"}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            r.body["certification"]["status"], "active",
+            "{n}: {}",
+            r.text
+        );
+        let passed = r.body["certification"]["certification_id"]
+            .as_i64()
+            .unwrap();
+        minute();
+        // Another pensioner's life is not in this one's timeline.
+        env.post(
+            "/api/v1/certifications",
+            Auth::Bearer(&certifier),
+            &certification(p.nanjing.id),
+        )
+        .await
+        .assert_status(StatusCode::CREATED, n);
+
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{who}/timeline"),
+                Auth::Bearer(&reviewer),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        let items = r.body["items"].as_array().unwrap();
+        // In time order ...
+        let times: Vec<&str> = items.iter().map(|e| e["at"].as_str().unwrap()).collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "{n}: {}", r.text);
+        // ... with each step of the story, and the kind taken from what happened.
+        for e in items {
+            let what = e["what"].as_str().unwrap();
+            assert_eq!(
+                Some(e["kind"].as_str().unwrap()),
+                what.split('.').next(),
+                "{n}: {e}"
+            );
+        }
+        let story: Vec<(&str, &Value)> = items
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e["what"].as_str().unwrap(),
+                    "certification.recorded"
+                        | "recipient.suspended"
+                        | "recipient.resumed"
+                        | "service_record.added"
+                        | "home_visit.booked"
+                        | "home_visit.assigned"
+                        | "home_visit.completed"
+                )
+            })
+            .map(|e| (e["what"].as_str().unwrap(), &e["details"]))
+            .collect();
+        let whats: Vec<&str> = story.iter().map(|(w, _)| *w).collect();
+        assert_eq!(
+            whats,
+            vec![
+                "certification.recorded",
+                "recipient.suspended",
+                "service_record.added",
+                "home_visit.booked",
+                "home_visit.assigned",
+                "certification.recorded",
+                "recipient.resumed",
+                "home_visit.completed",
+            ],
+            "{n}: {}",
+            r.text
+        );
+        assert_eq!(
+            (
+                &story[0].1["certification_id"],
+                &story[0].1["outcome"],
+                &story[1].1["reason"],
+                &story[2].1["kind"],
+                &story[3].1["visit_id"],
+                &story[4].1["assigned_to"],
+                &story[5].1["certification_id"],
+                &story[5].1["channel"],
+                &story[7].1["certification_id"]
+            ),
+            (
+                &json!(doubtful),
+                &json!("doubtful"),
+                &json!("doubtful"),
+                &json!("complaint"),
+                &json!(visit),
+                &json!("staff:cert"),
+                &json!(passed),
+                &json!("home_visit"),
+                &json!(passed)
+            ),
+            "{n}: {}",
+            r.text
+        );
+        // The complaint's note stays out of it.
+        assert!(!r.text.contains("停发前没有通知"), "{n}: {}", r.text);
+
+        // Only where the user may look.
+        let guangdong = env.staff("cert_gd", Role::Certifier, "44").await;
+        env.get(
+            &format!("/api/v1/recipients/{who}/timeline"),
+            Auth::Bearer(&guangdong),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.get(
+            "/api/v1/recipients/999999/timeline",
+            Auth::Bearer(&reviewer),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
         env.finish().await;
     }
 }
