@@ -343,9 +343,41 @@ impl App {
         .await?;
         match (case.kind.as_str(), approve) {
             ("confirm_death", true) => {
+                // A death from a source that is not authoritative opened the case without
+                // suspending payment: the reviewer's confirmation reports it first.
+                let reported = r.suspension_reason.as_deref() == Some("death_reported");
+                let r = if reported {
+                    r.clone()
+                } else {
+                    let details: serde_json::Value =
+                        serde_json::from_str(&case.details).unwrap_or_default();
+                    let date = details
+                        .get("death_date")
+                        .and_then(|d| d.as_str())
+                        .map(crate::parse_stored_date)
+                        .transpose()?
+                        .ok_or_else(|| {
+                            AppError::invalid(
+                                "decision",
+                                "the case records no date of death to confirm",
+                            )
+                        })?;
+                    let source = details
+                        .get("source")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("review");
+                    self.report_death_in(&mut tx, &actor, &r, date, source)
+                        .await?;
+                    tx.recipient_by_id(r.id)
+                        .await?
+                        .ok_or_else(|| not_found("pensioner"))?
+                };
                 self.confirm_death_in(&mut tx, &actor, &r).await?;
             }
-            ("confirm_death", false) => {
+            // Rejecting a death that never suspended payment changes nothing.
+            ("confirm_death", false)
+                if r.suspension_reason.as_deref() == Some("death_reported") =>
+            {
                 self.void_death_in(&mut tx, &actor, &r).await?;
             }
             ("appeal", true) => {

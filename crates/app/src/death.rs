@@ -106,23 +106,39 @@ impl App {
                 format!("{date} is in the future"),
             ));
         }
-        let now = self.now_string();
         let mut tx = self.store.begin_write().await?;
         let r = self.recipient_for_update(&mut tx, id).await?;
+        let report = self
+            .report_death_in(&mut tx, actor, &r, date, source)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// A death report inside a transaction (the CLI, or a death feed).
+    pub(crate) async fn report_death_in(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        r: &RecipientRow,
+        date: NaiveDate,
+        source: &str,
+    ) -> Result<DeathReport> {
+        let now = self.now_string();
         if date < parse_stored_date(&r.birth_date)? {
             return Err(AppError::invalid(
                 "date",
                 "the date of death is before the birth date",
             ));
         }
-        let status = status_of(&r)?;
+        let status = status_of(r)?;
         let date_s = date_str(date);
         let already = status == PaymentStatus::Suspended(SuspensionReason::DeathReported);
         if already
             && r.death_date.as_deref() == Some(date_s.as_str())
             && r.death_source.as_deref() == Some(source)
         {
-            let (months, amount) = self.overpayment(&mut tx, &r, date).await?;
+            let (months, amount) = self.overpayment(tx, r, date).await?;
             return Ok(death_report(status, Some(date_s), &months, amount, None));
         }
         let new_status = if already {
@@ -142,7 +158,7 @@ impl App {
             )
             .await?;
             self.open_review_case(
-                &mut tx,
+                tx,
                 actor,
                 r.id,
                 "confirm_death",
@@ -153,14 +169,13 @@ impl App {
         }
         tx.set_death(r.id, Some(&date_s), Some(source)).await?;
         self.audit(
-            &mut tx,
+            tx,
             actor,
             if already { "death.corrected" } else { "death.reported" },
             Some(r.id),
             serde_json::json!({"death_date": date_s, "source": source, "previous_status": status.describe()}),
         );
-        let (months, amount) = self.overpayment(&mut tx, &r, date).await?;
-        tx.commit().await?;
+        let (months, amount) = self.overpayment(tx, r, date).await?;
         Ok(death_report(
             new_status,
             Some(date_s),

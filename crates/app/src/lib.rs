@@ -8,6 +8,7 @@ pub mod cycle;
 pub mod death;
 pub mod demo_data;
 pub mod error;
+pub mod feeds;
 pub mod import;
 pub mod keys;
 pub mod payments;

@@ -9,6 +9,8 @@ use serde::Serialize;
 /// What staff see of one pensioner. The ID number is masked (`110105********002X`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RecipientView {
+    /// lifecert's id of the pensioner (the API's `/recipients/{id}`, feed reports).
+    pub recipient_id: i64,
     pub id_number_masked: String,
     pub name_masked: String,
     pub status: String,
@@ -98,6 +100,7 @@ impl App {
             })
             .collect();
         Ok(RecipientView {
+            recipient_id: r.id,
             id_number_masked: stored_id.masked(),
             name_masked: mask_name(&name),
             last_certified_on: date_str(effective_certified_on(&r)?),

@@ -1109,3 +1109,188 @@ async fn recovery_asks_back_what_the_ledger_paid_after_a_raise() {
         b.drop_pg(app).await;
     }
 }
+
+async fn ingest(
+    app: &App,
+    source: &str,
+    path: &Path,
+) -> (
+    lifecert_app::feeds::FeedSummary,
+    Vec<lifecert_app::feeds::ReportLine>,
+) {
+    let source = lifecert_domain::feed::source_named(source).unwrap();
+    let mut lines = Vec::new();
+    let format = lifecert_app::feeds::FeedFormat::guess(path);
+    let summary = app
+        .ingest_feed(source, path, format, &mut |l| lines.push(l))
+        .await
+        .unwrap();
+    (summary, lines)
+}
+
+#[tokio::test]
+async fn feeds_apply_each_effect_once() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let dead = id("110105", "19400101", 11);
+        let wrong = id("110105", "19400101", 13);
+        let alive = id("110105", "19400101", 15);
+        let jailed = id("110105", "19400101", 17);
+        let rumour = id("110105", "19400101", 19);
+        let roll: Vec<String> = [&dead, &wrong, &alive, &jailed, &rumour]
+            .iter()
+            .map(|i| row(i, "某", "2026-01-10", "2026-10"))
+            .collect();
+        import(
+            &app,
+            &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+        )
+        .await;
+
+        // Authoritative deaths, a full-width ID with a lower-case x equivalent, an
+        // unknown number, a bad date, and the same record twice.
+        let fullwidth: String = dead
+            .chars()
+            .map(|c| {
+                if c.is_ascii_digit() {
+                    char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let deaths = b.file(
+            "deaths.csv",
+            &format!(
+                "record_id,id_number,name,gender,birth_date,event_date,region_code,void_of\n\
+                 d1,{fullwidth},,,,2026-09-15,,\nd2,{wrong},,,,2026-11-02,,\nd3,110105194001019999,,,,2026-11-02,,\n\
+                 d4,{alive},,,,2026-12-24,,\nd1,{dead},,,,2026-09-15,,\n"
+            ),
+        );
+        let (s, lines) = ingest(&app, "police_deregistration", &deaths).await;
+        assert_eq!(
+            (
+                s.records,
+                s.exact,
+                s.unmatched,
+                s.rejected,
+                s.duplicates_ignored,
+                s.deaths_suspended,
+                s.reviews_opened
+            ),
+            (5, 2, 1, 1, 1, 2, 2),
+            "{}: {lines:?}",
+            b.name
+        );
+        assert_eq!(
+            lines.iter().map(|l| l.class).collect::<Vec<_>>(),
+            ["exact", "exact", "unmatched", "rejected", "duplicate"]
+        );
+        let v = app.recipient_view(&nid(&dead)).await.unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.death_date.as_deref()),
+            ("suspended", Some("2026-09-15"))
+        );
+        assert_eq!(lines[0].recipient_id, Some(v.recipient_id));
+
+        // The same file again changes nothing.
+        let audit = app.store().count_rows(Table::AuditLog).await.unwrap();
+        let (again, _) = ingest(&app, "police_deregistration", &deaths).await;
+        assert_eq!(
+            (again.duplicates_ignored, again.deaths_suspended),
+            (4, 0),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            app.store().count_rows(Table::AuditLog).await.unwrap(),
+            audit
+        );
+
+        // A correction voids the wrong death: payment resumes.
+        let voids = b.file("void.jsonl", "{\"record_id\":\"v1\",\"void_of\":\"d2\"}\n{\"record_id\":\"v2\",\"void_of\":\"nope\"}\n");
+        let (s, lines) = ingest(&app, "police_deregistration", &voids).await;
+        assert_eq!((s.voids_applied, s.rejected), (1, 1), "{lines:?}");
+        assert_eq!(
+            app.recipient_view(&nid(&wrong)).await.unwrap().status,
+            "active"
+        );
+
+        // Signs of life add up within 90 days; one after a reported death is doubtful.
+        let life = b.file(
+            "life.jsonl",
+            &format!(
+                "{{\"record_id\":\"l1\",\"id_number\":\"{alive}\",\"event_date\":\"2026-06-01\"}}\n\
+                 {{\"record_id\":\"l2\",\"id_number\":\"{alive}\",\"event_date\":\"2026-09-20\"}}\n\
+                 {{\"record_id\":\"l3\",\"id_number\":\"{alive}\",\"event_date\":\"2026-11-10\"}}\n\
+                 {{\"record_id\":\"l4\",\"id_number\":\"{dead}\",\"event_date\":\"2026-10-01\"}}\n"
+            ),
+        );
+        let (s, lines) = ingest(&app, "medical_settlement", &life).await;
+        assert_eq!(
+            (s.lives_certified, s.reviews_opened),
+            (1, 1),
+            "{}: {lines:?}",
+            b.name
+        );
+        let v = app.recipient_view(&nid(&alive)).await.unwrap();
+        assert_eq!(
+            (v.last_certified_on.as_str(), v.next_due_on.as_str()),
+            ("2026-11-10", "2027-11-10"),
+            "0.5 on 06-01 is outside the window"
+        );
+        assert_eq!(
+            v.certifications.last().map(|c| c.channel.as_str()),
+            Some("passive_data")
+        );
+        assert_eq!(
+            app.recipient_view(&nid(&dead)).await.unwrap().status,
+            "suspended",
+            "a doubtful sign of life changes no payment"
+        );
+
+        // Imprisonment suspends; a death from a source that is not authoritative only
+        // opens a review.
+        let prison = b.file(
+            "p.csv",
+            &format!("record_id,id_number,event_date\np1,{jailed},2026-11-01\n"),
+        );
+        ingest(&app, "prison", &prison).await;
+        let v = app.recipient_view(&nid(&jailed)).await.unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.suspension_reason.as_deref()),
+            ("suspended", Some("imprisonment"))
+        );
+        let family = b.file(
+            "f.csv",
+            &format!("record_id,id_number,event_date\nf1,{rumour},2026-11-01\n"),
+        );
+        let (s, _) = ingest(&app, "family_report", &family).await;
+        assert_eq!((s.deaths_suspended, s.reviews_opened), (0, 1));
+        assert_eq!(
+            app.recipient_view(&nid(&rumour)).await.unwrap().status,
+            "active"
+        );
+
+        // A feed without record ids is refused whole.
+        let err = app
+            .ingest_feed(
+                lifecert_domain::feed::source_named("prison").unwrap(),
+                &b.file("bad.csv", "id,event_date\n1,2026-01-01\n"),
+                lifecert_app::feeds::FeedFormat::Csv,
+                &mut |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("record_id"), "{err}");
+        assert!(app
+            .store()
+            .verify_audit()
+            .await
+            .unwrap()
+            .first_bad_seq
+            .is_none());
+        b.drop_pg(app).await;
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod certification;
+pub mod feed;
 pub mod money;
 pub mod month;
 pub mod national_id;

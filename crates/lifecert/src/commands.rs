@@ -36,6 +36,9 @@ pub enum Command {
     /// Load data from files
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Data feeds from other departments (passive certification, 静默认证)
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// The certification cycle: reminders and suspensions
     #[command(subcommand)]
     Cycle(CycleCommand),
@@ -74,6 +77,23 @@ pub enum Command {
         /// Address for --serve (default 127.0.0.1:8080)
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FeedCommand {
+    /// Ingest a feed file: deaths, signs of life or imprisonment, matched by ID number
+    Ingest {
+        /// The source, e.g. police_deregistration, hospital_visit, medical_settlement, prison
+        #[arg(long)]
+        source: String,
+        file: PathBuf,
+        /// csv (header row) or jsonl; by default from the file name
+        #[arg(long)]
+        format: Option<String>,
+        /// Write one CSV line per input record: record_id,class,score,recipient_id,reason
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
 }
 
@@ -332,6 +352,62 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     s
                 },
                 &report,
+            );
+        }
+        Command::Feed(FeedCommand::Ingest {
+            source,
+            file,
+            format,
+            report,
+        }) => {
+            let source = lifecert_domain::feed::source_named(&source)
+                .map_err(|e| AppError::invalid("source", e.to_string()))?;
+            let format = match format.as_deref() {
+                Some(f) => lifecert_app::feeds::FeedFormat::parse(f)?,
+                None => lifecert_app::feeds::FeedFormat::guess(&file),
+            };
+            let mut writer = match &report {
+                Some(path) => {
+                    let mut w = csv::Writer::from_path(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    w.write_record(["record_id", "class", "score", "recipient_id", "reason"])
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    Some(w)
+                }
+                None => None,
+            };
+            let mut write_error = None;
+            let summary = app
+                .ingest_feed(source, &file, format, &mut |line| {
+                    if let Some(w) = writer.as_mut() {
+                        let row = [
+                            line.record_id.clone(),
+                            line.class.to_string(),
+                            line.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
+                            line.recipient_id.map(|i| i.to_string()).unwrap_or_default(),
+                            line.reason.clone(),
+                        ];
+                        if let Err(e) = w.write_record(&row) {
+                            write_error.get_or_insert(e);
+                        }
+                    }
+                })
+                .await
+                .with_context(|| format!("feed {} stopped", file.display()))?;
+            if let Some(mut w) = writer {
+                if let Some(e) = write_error {
+                    return Err(anyhow::anyhow!("cannot write the report: {e}"));
+                }
+                w.flush().context("cannot write the report")?;
+            }
+            out.finish(
+                || format!(
+                    "{} records from {}: {} exact, {} unmatched, {} rejected, {} duplicates ignored; {} deaths suspended, {} reviews opened, {} passive certifications, {} voids applied",
+                    summary.records, source.name, summary.exact, summary.unmatched, summary.rejected,
+                    summary.duplicates_ignored, summary.deaths_suspended, summary.reviews_opened,
+                    summary.lives_certified, summary.voids_applied
+                ),
+                &summary,
             );
         }
         Command::Cycle(CycleCommand::Run { as_of }) => {

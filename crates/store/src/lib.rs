@@ -3,6 +3,7 @@
 //! `Any` driver serves both, and only the migrations and placeholders differ.
 
 mod audit;
+mod feeds;
 mod migrate;
 mod queries;
 mod records;
@@ -10,6 +11,7 @@ mod staff;
 mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
+pub use feeds::{FeedRecordRow, NewFeedRecord};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use staff::{ApiKeyRow, SessionRow, UserRow};

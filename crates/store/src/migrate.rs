@@ -23,6 +23,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_staff.sql"),
         postgres: include_str!("../migrations/postgres/0002_staff.sql"),
     },
+    Migration {
+        version: 3,
+        name: "feeds",
+        sqlite: include_str!("../migrations/sqlite/0003_feeds.sql"),
+        postgres: include_str!("../migrations/postgres/0003_feeds.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -1,0 +1,105 @@
+//! Feed records: every record received from another department, once per source and
+//! record id, with what it was matched to.
+
+use crate::{Result, WriteTx};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct NewFeedRecord<'a> {
+    pub source: &'a str,
+    pub record_id: &'a str,
+    pub kind: &'a str,
+    pub recipient_id: Option<i64>,
+    pub class: &'a str,
+    pub event_date: Option<&'a str>,
+    pub weight_milli: i64,
+    pub void_of: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedRecordRow {
+    pub id: i64,
+    pub kind: String,
+    pub recipient_id: Option<i64>,
+    pub event_date: Option<String>,
+    pub voided: bool,
+}
+
+impl WriteTx {
+    /// Stores a record; `None` when this source sent the same record id before.
+    pub async fn insert_feed_record(
+        &mut self,
+        r: &NewFeedRecord<'_>,
+        now: &str,
+    ) -> Result<Option<i64>> {
+        let sql = self.sql(
+            "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (source, record_id) DO NOTHING RETURNING id",
+        );
+        let row = sqlx::query(&sql)
+            .bind(r.source)
+            .bind(r.record_id)
+            .bind(r.kind)
+            .bind(r.recipient_id)
+            .bind(r.class)
+            .bind(r.event_date)
+            .bind(r.weight_milli)
+            .bind(r.void_of)
+            .bind(now)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn feed_record(
+        &mut self,
+        source: &str,
+        record_id: &str,
+    ) -> Result<Option<FeedRecordRow>> {
+        let sql = self.sql(
+            "SELECT id, kind, recipient_id, event_date, voided FROM feed_records WHERE source = ? AND record_id = ?",
+        );
+        let row = sqlx::query(&sql)
+            .bind(source)
+            .bind(record_id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.map(|r| {
+            Ok(FeedRecordRow {
+                id: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                recipient_id: r.try_get(2)?,
+                event_date: r.try_get(3)?,
+                voided: r.try_get::<i64, _>(4)? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn void_feed_record(&mut self, id: i64) -> Result<()> {
+        let sql = self.sql("UPDATE feed_records SET voided = 1 WHERE id = ?");
+        sqlx::query(&sql).bind(id).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// The weight (thousandths) of a pensioner's signs of life dated in `[from, to]`,
+    /// and the latest of their dates.
+    pub async fn life_signs(
+        &mut self,
+        recipient_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<(i64, Option<String>)> {
+        let sql = self.sql(
+            "SELECT CAST(COALESCE(SUM(weight_milli), 0) AS BIGINT), MAX(event_date) FROM feed_records \
+             WHERE recipient_id = ? AND kind = 'life' AND voided = 0 AND event_date >= ? AND event_date <= ?",
+        );
+        let row = sqlx::query(&sql)
+            .bind(recipient_id)
+            .bind(from)
+            .bind(to)
+            .fetch_one(self.conn())
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+}
