@@ -183,6 +183,7 @@ impl App {
         let actor = Actor::Integration(source.name.to_string());
         let mut summary = FeedSummary::default();
         let today = self.today();
+        let mut matcher: Option<Matcher> = None;
         let mut done = false;
         while !done {
             let mut tx = self.store.begin_write().await?;
@@ -194,8 +195,16 @@ impl App {
                 summary.records += 1;
                 let line = match next {
                     Ok(record) => {
-                        self.apply_record(&mut tx, &actor, source, &record, today, &mut summary)
-                            .await?
+                        self.apply_record(
+                            &mut tx,
+                            &actor,
+                            source,
+                            &record,
+                            today,
+                            &mut summary,
+                            &mut matcher,
+                        )
+                        .await?
                     }
                     Err(reason) => ReportLine {
                         record_id: String::new(),
@@ -207,6 +216,8 @@ impl App {
                 };
                 match line.class {
                     "exact" => summary.exact += 1,
+                    "probable" => summary.probable += 1,
+                    "possible" => summary.possible += 1,
                     "unmatched" => summary.unmatched += 1,
                     "rejected" => summary.rejected += 1,
                     "duplicate" => summary.duplicates_ignored += 1,
@@ -219,6 +230,7 @@ impl App {
         Ok(summary)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn apply_record(
         &self,
         tx: &mut WriteTx,
@@ -227,6 +239,7 @@ impl App {
         rec: &FeedRecord,
         today: NaiveDate,
         summary: &mut FeedSummary,
+        matcher: &mut Option<Matcher>,
     ) -> Result<ReportLine> {
         let record_id = rec.record_id.trim().to_string();
         let line = |class, recipient_id, reason: String| ReportLine {
@@ -257,10 +270,23 @@ impl App {
             Some(id) => tx.recipient_by_bidx(&self.id_bidx(&id)).await?,
             None => None,
         };
-        let class = if recipient.is_some() {
-            "exact"
-        } else {
-            "unmatched"
+        // Without an exact ID match, the record is compared with every pensioner by name,
+        // birth date, gender and region. A probable match never changes a payment by
+        // itself: it opens a review case.
+        let probabilistic = match (&recipient, rec.name.trim().is_empty()) {
+            (None, false) => {
+                if matcher.is_none() {
+                    *matcher = Some(self.build_matcher().await?);
+                }
+                matcher.as_ref().map(|m| m.classify(rec))
+            }
+            _ => None,
+        };
+        let class = match (&recipient, &probabilistic) {
+            (Some(_), _) => "exact",
+            (None, Some(m)) if m.class == lifecert_matching::Class::Probable => "probable",
+            (None, Some(m)) if m.class == lifecert_matching::Class::Possible => "possible",
+            _ => "unmatched",
         };
         let stored = tx
             .insert_feed_record(
@@ -285,6 +311,32 @@ impl App {
             ));
         }
         let Some(r) = recipient else {
+            if let Some(m) = probabilistic.filter(|_| class != "unmatched") {
+                let candidate = m.candidate_id;
+                let mut reason = format!("{class} match by name, birth date, gender and region");
+                if class == "probable" {
+                    if let Some(c) = candidate {
+                        self.open_review_case(
+                            tx,
+                            actor,
+                            c,
+                            "probable_match",
+                            None,
+                            serde_json::json!({"source": source.name, "record_id": record_id, "kind": source.kind.as_str(), "event_date": date_str(event), "score": m.score}),
+                        )
+                        .await?;
+                        summary.reviews_opened += 1;
+                        reason.push_str(": review opened, payment unchanged");
+                    }
+                }
+                return Ok(ReportLine {
+                    record_id: record_id.clone(),
+                    class,
+                    score: Some(m.score),
+                    recipient_id: candidate,
+                    reason,
+                });
+            }
             let reason = if rec.id_number.trim().is_empty() {
                 "no ID number"
             } else {
@@ -517,5 +569,63 @@ impl App {
             format!("{} record voided", original.kind)
         };
         Ok(line("exact", Some(rid), reason))
+    }
+}
+
+/// Probabilistic matching against every pensioner still paid, built once per feed the
+/// first time a record has no exact ID match.
+pub(crate) struct Matcher {
+    index: lifecert_matching::Index,
+    weights: lifecert_matching::Weights,
+    thresholds: lifecert_matching::Thresholds,
+}
+
+fn feed_gender(s: &str) -> Option<lifecert_domain::Gender> {
+    match s.trim() {
+        "M" | "m" | "男" | "male" => Some(lifecert_domain::Gender::Male),
+        "F" | "f" | "女" | "female" => Some(lifecert_domain::Gender::Female),
+        _ => None,
+    }
+}
+
+impl Matcher {
+    fn classify(&self, rec: &FeedRecord) -> lifecert_matching::MatchResult {
+        let person = lifecert_matching::Person {
+            name: lifecert_matching::normalize::normalize_name(&rec.name),
+            birth_date: lifecert_domain::parse_date(&rec.birth_date).ok(),
+            gender: feed_gender(&rec.gender),
+            region: Some(rec.region_code.trim().to_string()).filter(|r| !r.is_empty()),
+        };
+        lifecert_matching::match_record(&self.index, &self.weights, &self.thresholds, &person)
+    }
+}
+
+impl App {
+    async fn build_matcher(&self) -> Result<Matcher> {
+        let mut candidates = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.match_candidates_page(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for c in page {
+                candidates.push(lifecert_matching::Candidate {
+                    id: c.id,
+                    person: lifecert_matching::Person {
+                        name: lifecert_matching::normalize::normalize_name(
+                            &self.decrypt_name(&c.name_enc)?,
+                        ),
+                        birth_date: lifecert_domain::parse_date(&c.birth_date).ok(),
+                        gender: lifecert_domain::Gender::parse(&c.gender),
+                        region: Some(c.region_code),
+                    },
+                });
+            }
+        }
+        Ok(Matcher {
+            index: lifecert_matching::Index::build(candidates),
+            weights: lifecert_matching::Weights::default(),
+            thresholds: lifecert_matching::Thresholds::default(),
+        })
     }
 }

@@ -1294,3 +1294,41 @@ async fn feeds_apply_each_effect_once() {
         b.drop_pg(app).await;
     }
 }
+
+#[tokio::test]
+async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opened_for_review() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("440305", "19451203", 71);
+        let roll = format!(
+            "{HEADER}\n{}\n{}\n",
+            format_args!("{p},陈秀英,enterprise,440305,2000-01,3000,,,,2026-06-01,"),
+            format_args!(
+                "{},王伟,enterprise,110105,2000-01,3000,,,,2026-06-01,",
+                id("110105", "19500101", 73)
+            ),
+        );
+        import(&app, &b.file("r.csv", &roll)).await;
+        // Traditional characters, no ID; and a decoy: same name, born ten years later.
+        let feed = b.file(
+            "deaths.csv",
+            "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+             x1,,陳秀英,F,1945-12-03,2026-11-01,440305\n\
+             x2,,陈秀英,F,1955-12-03,2026-11-01,440305\n",
+        );
+        let (s, lines) = ingest(&app, "police_deregistration", &feed).await;
+        assert_eq!(lines[0].class, "probable", "{}: {lines:?}", b.name);
+        let v = app.recipient_view(&nid(&p)).await.unwrap();
+        assert_eq!(lines[0].recipient_id, Some(v.recipient_id));
+        assert_ne!(lines[1].class, "probable", "{lines:?}");
+        assert_eq!(
+            (s.probable, s.deaths_suspended, s.reviews_opened),
+            (1, 0, 1)
+        );
+        assert_eq!(
+            v.status, "active",
+            "a probable match never changes a payment by itself"
+        );
+        b.drop_pg(app).await;
+    }
+}

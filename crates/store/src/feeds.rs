@@ -103,3 +103,42 @@ impl WriteTx {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 }
+
+/// What probabilistic matching needs of a pensioner (the name still encrypted).
+#[derive(Debug, Clone)]
+pub struct MatchCandidateRow {
+    pub id: i64,
+    pub name_enc: Vec<u8>,
+    pub gender: String,
+    pub birth_date: String,
+    pub region_code: String,
+}
+
+impl crate::Store {
+    /// Pensioners not terminated, a page at a time by id.
+    pub async fn match_candidates_page(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<MatchCandidateRow>> {
+        let sql = self.sql(
+            "SELECT id, name_enc, gender, birth_date, region_code FROM recipients WHERE id > ? AND status <> 'terminated' ORDER BY id LIMIT ?",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MatchCandidateRow {
+                    id: r.try_get(0)?,
+                    name_enc: r.try_get(1)?,
+                    gender: r.try_get(2)?,
+                    birth_date: r.try_get(3)?,
+                    region_code: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
