@@ -1565,3 +1565,76 @@ fn postgres_runs_the_same_stories_and_demands_a_configured_key() {
     let db2 = PgDatabase::create(&admin);
     overpayment_story(&db2.lc());
 }
+
+#[test]
+fn feed_ingest_prints_its_summary_and_writes_a_report_line_per_record() {
+    let lc = Lc::sqlite();
+    let dead = id("110105", "19450607", "111");
+    let alive = id("110105", "19470809", "222");
+    lc.import(
+        "roll.csv",
+        &roll(&[
+            line(&dead, "王建国", "3000.00", "", ""),
+            line(&alive, "李秀英", "3000.00", "", ""),
+        ]),
+    );
+    let yesterday = date(today() - Duration::days(1));
+    lc.write(
+        "deaths.csv",
+        &format!(
+            "record_id,id_number,name,gender,birth_date,event_date,region_code,void_of\n\
+             r1,{dead},,,,{yesterday},,\nr2,,,,,not-a-date,,\nr1,{dead},,,,{yesterday},,\n"
+        ),
+    );
+    let v = lc.ok("feed ingest --source police_deregistration deaths.csv --report report.csv");
+    assert_exact_keys(
+        &v,
+        &[
+            "records",
+            "exact",
+            "probable",
+            "possible",
+            "unmatched",
+            "rejected",
+            "deaths_suspended",
+            "reviews_opened",
+            "lives_certified",
+            "duplicates_ignored",
+            "voids_applied",
+        ],
+    );
+    assert_eq!(
+        (
+            &v["records"],
+            &v["exact"],
+            &v["rejected"],
+            &v["duplicates_ignored"],
+            &v["deaths_suspended"]
+        ),
+        (&json!(3), &json!(1), &json!(1), &json!(1), &json!(1)),
+        "{v}"
+    );
+    let recipient_id = lc.show(&dead)["recipient_id"].clone();
+    assert_eq!(lc.show(&dead)["suspension_reason"], "death_reported");
+    let mut report = csv::Reader::from_path(lc.path("report.csv")).unwrap();
+    assert_eq!(
+        report.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["record_id", "class", "score", "recipient_id", "reason"]
+    );
+    let rows: Vec<csv::StringRecord> = report.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (&rows[0][1], &rows[0][3]),
+        ("exact", recipient_id.to_string().as_str())
+    );
+    assert_eq!(&rows[1][1], "rejected");
+    assert_eq!(&rows[2][1], "duplicate");
+
+    let r = lc.run("--json feed ingest --source gossip deaths.csv");
+    assert!(!r.success());
+    assert!(
+        r.stderr.contains("police_deregistration"),
+        "{}",
+        r.describe()
+    );
+}
