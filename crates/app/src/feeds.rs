@@ -114,15 +114,21 @@ pub fn normalise_id(raw: &str) -> Option<NationalId> {
 }
 
 /// Reads records one at a time, with the line each started on.
+type Input = Box<dyn std::io::Read + Send>;
+
 enum Reader {
-    Csv(csv::DeserializeRecordsIntoIter<std::fs::File, FeedRecord>),
-    Jsonl(std::io::Lines<std::io::BufReader<std::fs::File>>, u64),
+    Csv(csv::DeserializeRecordsIntoIter<Input, FeedRecord>),
+    Jsonl(std::io::Lines<std::io::BufReader<Input>>, u64),
 }
 
 impl Reader {
     fn open(path: &Path, format: FeedFormat) -> Result<Reader> {
         let file = std::fs::File::open(path)
             .map_err(|e| AppError::Io(format!("cannot read {}: {e}", path.display())))?;
+        Reader::new(Box::new(file), format)
+    }
+
+    fn new(file: Input, format: FeedFormat) -> Result<Reader> {
         Ok(match format {
             FeedFormat::Csv => {
                 let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(file);
@@ -177,9 +183,29 @@ impl App {
         source: &Source,
         path: &Path,
         format: FeedFormat,
-        report: &mut dyn FnMut(ReportLine),
+        report: &mut (dyn FnMut(ReportLine) + Send),
     ) -> Result<FeedSummary> {
-        let mut reader = Reader::open(path, format)?;
+        self.ingest(source, Reader::open(path, format)?, report)
+            .await
+    }
+
+    /// Ingests a feed held in memory (an upload queued as a job).
+    pub async fn ingest_feed_bytes(
+        &self,
+        source: &Source,
+        bytes: Vec<u8>,
+        format: FeedFormat,
+    ) -> Result<FeedSummary> {
+        let reader = Reader::new(Box::new(std::io::Cursor::new(bytes)), format)?;
+        self.ingest(source, reader, &mut |_| {}).await
+    }
+
+    async fn ingest(
+        &self,
+        source: &Source,
+        mut reader: Reader,
+        report: &mut (dyn FnMut(ReportLine) + Send),
+    ) -> Result<FeedSummary> {
         let actor = Actor::Integration(source.name.to_string());
         let mut summary = FeedSummary::default();
         let today = self.today();

@@ -142,3 +142,116 @@ impl crate::Store {
             .collect()
     }
 }
+
+/// A background job (a feed upload being ingested).
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub source: String,
+    pub format: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, status, source, format, result, error, created_by, created_at, finished_at";
+
+fn job_from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
+    Ok(JobRow {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        status: r.try_get(2)?,
+        source: r.try_get(3)?,
+        format: r.try_get(4)?,
+        result: r.try_get(5)?,
+        error: r.try_get(6)?,
+        created_by: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        finished_at: r.try_get(9)?,
+    })
+}
+
+impl crate::Store {
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
+        let sql = self.sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Claims the oldest queued job, so that several nodes never run the same one
+    /// (PostgreSQL skips rows another node has locked). Returns it with its payload.
+    pub async fn claim_job(&self, now: &str) -> Result<Option<(JobRow, Vec<u8>)>> {
+        let pick = match self.dialect {
+            crate::Dialect::Postgres => {
+                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
+            crate::Dialect::Sqlite => "SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1",
+        };
+        let sql = self.sql(&format!(
+            "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ({pick}) AND status = 'queued' RETURNING {JOB_COLUMNS}, payload"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((job_from_row(&r)?, r.try_get(10)?)))
+            .transpose()
+    }
+
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        let sql = self.sql(
+            "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?, payload = ? WHERE id = ?",
+        );
+        // The upload is personal data: it is dropped once ingested.
+        sqlx::query(&sql)
+            .bind(if error.is_some() { "failed" } else { "done" })
+            .bind(result)
+            .bind(error)
+            .bind(now)
+            .bind(Vec::<u8>::new())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl WriteTx {
+    pub async fn queue_job(
+        &mut self,
+        kind: &str,
+        source: &str,
+        format: &str,
+        payload: &[u8],
+        created_by: &str,
+        now: &str,
+    ) -> Result<i64> {
+        let sql = self.sql(
+            "INSERT INTO jobs (kind, status, source, format, payload, created_by, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING id",
+        );
+        let row = sqlx::query(&sql)
+            .bind(kind)
+            .bind(source)
+            .bind(format)
+            .bind(payload)
+            .bind(created_by)
+            .bind(now)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}

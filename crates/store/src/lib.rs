@@ -11,7 +11,7 @@ mod staff;
 mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
-pub use feeds::{FeedRecordRow, MatchCandidateRow, NewFeedRecord};
+pub use feeds::{FeedRecordRow, JobRow, MatchCandidateRow, NewFeedRecord};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use staff::{ApiKeyRow, SessionRow, UserRow};

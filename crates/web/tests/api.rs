@@ -579,7 +579,11 @@ const PUBLIC: [(&str, &str); 5] = [
 ];
 
 /// The routes for other systems, by API key: a staff session is no key (401).
-const API_KEY_ROUTES: [(&str, &str); 1] = [("get", "/api/v1/payments/{month}/instructions")];
+const API_KEY_ROUTES: [(&str, &str); 3] = [
+    ("get", "/api/v1/payments/{month}/instructions"),
+    ("post", "/api/v1/feeds/{source}"),
+    ("get", "/api/v1/jobs/{id}"),
+];
 
 /// A valid body for `POST /api/v1/recipients` (the import's columns).
 fn new_recipient(id_number: &str, region: &str) -> Value {
@@ -773,7 +777,10 @@ async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get
         let mut wrong = Vec::new();
         // The integration routes take an API key: a staff session of any role is none.
         for (method, template) in API_KEY_ROUTES {
-            let path = template.replace("{month}", "2026-11");
+            let path = template
+                .replace("{month}", "2026-11")
+                .replace("{source}", "hospital_visit")
+                .replace("{id}", "1");
             for (i, role) in ROLES.iter().enumerate() {
                 let r = env
                     .request(
@@ -1817,7 +1824,9 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 30] = [
+const ROUTES: [(&str, &str); 32] = [
+    ("post", "/api/v1/feeds/{source}"),
+    ("get", "/api/v1/jobs/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -3328,6 +3337,117 @@ async fn the_timeline_tells_what_happened_to_a_pensioner_in_order() {
         )
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.finish().await;
+    }
+}
+
+/// A request with an integration's API key.
+async fn with_key(env: &Env, method: Method, path: &str, key: &str, body: &str) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("ApiKey {key}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    env.send(req).await
+}
+
+#[tokio::test]
+async fn an_uploaded_feed_is_queued_then_ingested_and_its_job_reports_the_summary() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let feeds = env
+            .app
+            .create_api_key(&Actor::System, "hospital", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let other = env
+            .app
+            .create_api_key(&Actor::System, "other", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let payments = env
+            .app
+            .create_api_key(&Actor::System, "bank", &["payments".to_string()])
+            .await
+            .unwrap();
+        let feed = format!("record_id,id_number,event_date\nh1,{NANJING_ID},2026-11-20\n");
+
+        let r = with_key(
+            &env,
+            Method::POST,
+            "/api/v1/feeds/hospital_visit",
+            &payments,
+            &feed,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "{}",
+            r.text
+        );
+        let r = with_key(&env, Method::POST, "/api/v1/feeds/gossip", &feeds, &feed).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+        let r = with_key(
+            &env,
+            Method::POST,
+            "/api/v1/feeds/hospital_visit",
+            &feeds,
+            &feed,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}: {}", env.name(), r.text);
+        assert_eq!(r.body["status"], "queued");
+        let job = r.body["id"].as_i64().unwrap();
+        // The spawned worker has not run yet on this single-threaded test runtime: drain here.
+        assert_eq!(env.app.run_pending_jobs().await.unwrap(), 1);
+
+        let r = with_key(
+            &env,
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            &feeds,
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["status"], "done", "{}", r.text);
+        assert_eq!(
+            (
+                &r.body["summary"]["exact"],
+                &r.body["summary"]["lives_certified"]
+            ),
+            (&json!(1), &json!(1))
+        );
+        let r = with_key(
+            &env,
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            &other,
+            "",
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "another integration's job is not visible"
+        );
+
+        // The stored upload held personal data: it is gone once ingested.
+        let payload: Vec<u8> = sqlx::query_scalar::<_, Vec<u8>>(
+            &env.app
+                .store()
+                .dialect()
+                .sql("SELECT payload FROM jobs WHERE id = ?"),
+        )
+        .bind(job)
+        .fetch_one(env.app.store().pool())
+        .await
+        .unwrap();
+        assert!(payload.is_empty());
         env.finish().await;
     }
 }

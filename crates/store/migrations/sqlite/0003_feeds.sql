@@ -13,3 +13,20 @@ CREATE TABLE feed_records (
     UNIQUE (source, record_id)
 );
 CREATE INDEX feed_records_life ON feed_records (recipient_id, kind, event_date)
+;
+
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    format TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    result TEXT,
+    error TEXT,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX jobs_status ON jobs (status, id)

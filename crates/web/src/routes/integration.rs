@@ -5,7 +5,10 @@ use crate::error::ErrorBody;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
+use lifecert_app::feeds::FeedFormat;
+use lifecert_app::jobs::JobView;
 use lifecert_app::payments::InstructionPage;
 use lifecert_domain::YearMonth;
 use serde::Deserialize;
@@ -45,4 +48,61 @@ pub async fn payment_instructions(
             )
             .await?,
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct FeedQuery {
+    /// csv (default, with a header row) or jsonl
+    pub format: Option<String>,
+}
+
+/// Upload a feed (scope `feeds`): queued and ingested in the background. Poll the job.
+#[utoipa::path(post, path = "/api/v1/feeds/{source}", tag = "integration",
+    params(("source" = String, Path, description = "e.g. police_deregistration, hospital_visit"), FeedQuery),
+    request_body(content = String, content_type = "text/csv", description = "the feed: CSV with a header row, or JSON lines"),
+    responses(
+        (status = 202, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn upload_feed(
+    State(state): State<AppState>,
+    ApiKeyAuth(client): ApiKeyAuth,
+    ApiPath(source): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(lifecert_app::AppError::conflict(
+                "payload_too_large",
+                "the feed is larger than 64 MiB: split it, or use `lifecert feed ingest`",
+            ))
+        } else {
+            ApiError::invalid("body", e.body_text())
+        }
+    })?;
+    let format = FeedFormat::parse(q.format.as_deref().unwrap_or("csv"))?;
+    let job = state
+        .app
+        .queue_feed(&client, &source, format, &body)
+        .await?;
+    let app = state.app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = app.run_pending_jobs().await {
+            tracing::error!(error = %e, "running queued jobs failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// A job's status and, once done, the feed's summary.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "integration", params(("id" = i64, Path)),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    ApiKeyAuth(client): ApiKeyAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.app.job_of(&client, id).await?))
 }

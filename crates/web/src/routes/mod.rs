@@ -17,7 +17,7 @@ use axum::Router;
 pub(crate) use audit::__path_list_audit;
 pub(crate) use audit::__path_verify_audit;
 pub(crate) use certifications::__path_record_certification;
-pub(crate) use integration::__path_payment_instructions;
+pub(crate) use integration::{__path_get_job, __path_payment_instructions, __path_upload_feed};
 pub(crate) use lookups::{
     __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
     __path_list_appeals, __path_list_certifications,
@@ -96,6 +96,13 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/payments/{month}/instructions",
             get(integration::payment_instructions),
         )
+        .route(
+            "/api/v1/feeds/{source}",
+            post(integration::upload_feed).layer(axum::extract::DefaultBodyLimit::max(
+                lifecert_app::jobs::MAX_FEED_UPLOAD_BYTES,
+            )),
+        )
+        .route("/api/v1/jobs/{id}", get(integration::get_job))
         .route("/api/v1/audit", get(audit::list_audit))
         .route("/api/v1/audit/verify", get(audit::verify_audit))
         .fallback(system::not_found)
