@@ -314,6 +314,15 @@ impl App {
             (None, Some(m)) if m.class == lifecert_matching::Class::Possible => "possible",
             _ => "unmatched",
         };
+        if let Some(r) = &recipient {
+            if event < parse_stored_date(&r.birth_date)? {
+                return Ok(line(
+                    "rejected",
+                    Some(r.id),
+                    format!("event_date {event} is before the pensioner's birth date"),
+                ));
+            }
+        }
         let stored = tx
             .insert_feed_record(
                 &NewFeedRecord {

@@ -1234,6 +1234,26 @@ async fn feeds_apply_each_effect_once() {
             "{}: {lines:?}",
             b.name
         );
+        // An event before the pensioner was born is bad data: that record is rejected,
+        // the rest of the feed goes on.
+        let odd = b.file(
+            "odd.csv",
+            &format!(
+                "record_id,id_number,event_date\nb1,{alive},1939-05-05\nb2,{wrong},2026-11-05\n"
+            ),
+        );
+        let (s, lines) = ingest(&app, "hospital_visit", &odd).await;
+        assert_eq!(
+            (s.rejected, s.exact, s.lives_certified),
+            (1, 1, 1),
+            "{lines:?}"
+        );
+        let early_death = b.file(
+            "early.csv",
+            &format!("record_id,id_number,event_date\nz1,{jailed},1930-01-01\n"),
+        );
+        let (s, lines) = ingest(&app, "police_deregistration", &early_death).await;
+        assert_eq!((s.rejected, s.deaths_suspended), (1, 0), "{lines:?}");
         let v = app.recipient_view(&nid(&alive)).await.unwrap();
         assert_eq!(
             (v.last_certified_on.as_str(), v.next_due_on.as_str()),
