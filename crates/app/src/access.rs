@@ -76,6 +76,14 @@ fn forbidden_action(staff: &Staff, action: Action) -> AppError {
     )
 }
 
+/// Allowed if the role may do any one of `actions`; refused naming the first.
+pub(crate) fn require_any(staff: &Staff, actions: &[Action]) -> Result<()> {
+    match actions.iter().find(|a| staff.role.may(**a)) {
+        Some(_) => Ok(()),
+        None => Err(forbidden_action(staff, actions[0])),
+    }
+}
+
 pub(crate) fn require(staff: &Staff, action: Action) -> Result<()> {
     if staff.role.may(action) {
         Ok(())
@@ -202,8 +210,12 @@ impl App {
             None => None,
         };
         if let Some(s) = &query.status {
-            PaymentStatus::from_parts(s, Some("manual"))
-                .map_err(|_| AppError::invalid("status", "use active, suspended or terminated"))?;
+            if !matches!(s.as_str(), "active" | "suspended" | "terminated") {
+                return Err(AppError::invalid(
+                    "status",
+                    "use active, suspended or terminated",
+                ));
+            }
         }
         let filter = RecipientFilter {
             region_prefix: region,
@@ -237,15 +249,21 @@ impl App {
                 "name the pensioner by recipient_id",
             ));
         };
-        let r = self
-            .store
+        self.check_certify_request(req)?;
+        // The region is checked on the row that is certified, in the same transaction.
+        let mut tx = self.store.begin_write().await?;
+        let r = tx
             .recipient_by_id(*id)
             .await?
             .ok_or_else(|| not_found("pensioner"))?;
         if !staff.scope.contains(&r.region_code) && !staff.role.may_certify_elsewhere() {
             return Err(not_found("pensioner"));
         }
-        self.certify(&staff.actor(), req).await
+        let report = self
+            .certify_recipient(&mut tx, &staff.actor(), req, r)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
     }
 
     pub async fn review_queue(

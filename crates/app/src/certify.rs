@@ -84,8 +84,14 @@ impl App {
         actor: &Actor,
         req: &CertifyRequest,
     ) -> Result<CertifyReport> {
-        let today = self.today();
-        if req.date > today {
+        self.check_certify_request(req)?;
+        let r = self.certified_recipient(tx, &req.recipient).await?;
+        self.certify_recipient(tx, actor, req, r).await
+    }
+
+    /// What can be refused before any pensioner is read.
+    pub(crate) fn check_certify_request(&self, req: &CertifyRequest) -> Result<()> {
+        if req.date > self.today() {
             return Err(AppError::invalid(
                 "date",
                 format!(
@@ -94,15 +100,36 @@ impl App {
                 ),
             ));
         }
-        let reason = check_reason(req.outcome, req.reason.as_deref())?;
-        let now = self.now_string();
-        let r = match &req.recipient {
-            RecipientRef::IdNumber(id) => self.recipient_for_update(tx, id).await?,
+        check_reason(req.outcome, req.reason.as_deref()).map(|_| ())
+    }
+
+    /// The pensioner a certification is for, read inside the transaction.
+    pub(crate) async fn certified_recipient(
+        &self,
+        tx: &mut lifecert_store::WriteTx,
+        recipient: &RecipientRef,
+    ) -> Result<lifecert_store::RecipientRow> {
+        match recipient {
+            RecipientRef::IdNumber(id) => self.recipient_for_update(tx, id).await,
             RecipientRef::Id(id) => tx
                 .recipient_by_id(*id)
                 .await?
-                .ok_or_else(|| AppError::NotFound(format!("no pensioner with id {id}")))?,
-        };
+                .ok_or_else(|| AppError::NotFound(format!("no pensioner with id {id}"))),
+        }
+    }
+
+    /// Records the certification for a pensioner already read in `tx` (and checked by
+    /// [`App::check_certify_request`]).
+    pub(crate) async fn certify_recipient(
+        &self,
+        tx: &mut lifecert_store::WriteTx,
+        actor: &Actor,
+        req: &CertifyRequest,
+        r: lifecert_store::RecipientRow,
+    ) -> Result<CertifyReport> {
+        let today = self.today();
+        let reason = check_reason(req.outcome, req.reason.as_deref())?;
+        let now = self.now_string();
         let mut status = PaymentStatus::from_parts(&r.status, r.suspension_reason.as_deref())
             .map_err(|e| AppError::Corrupt(e.to_string()))?;
         if status == PaymentStatus::Terminated {

@@ -2,7 +2,7 @@
 //! service records (consultations, complaints, satisfaction), contact updates,
 //! registering a pensioner, and a pensioner's timeline.
 
-use crate::access::{require, ReviewCaseView};
+use crate::access::{require, require_any, ReviewCaseView};
 use crate::certify::{CertifyReport, CertifyRequest, RecipientRef};
 use crate::staff::Staff;
 use crate::{date_str, parse_stored_date, App, AppError, Result};
@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 
 /// Appeals are lodged within this many days of the decision appealed against.
 pub const APPEAL_WINDOW_DAYS: i64 = 60;
+
+/// Whoever may book, assign or complete home visits may list and read them.
+const HOME_VISIT_ACTIONS: &[Action] = &[
+    Action::BookHomeVisit,
+    Action::CompleteHomeVisit,
+    Action::AssignHomeVisit,
+];
 
 /// How far before the appealed decision actions count as taking part in it.
 const DECISION_LOOKBACK_DAYS: i64 = 90;
@@ -456,9 +463,7 @@ impl App {
         status: Option<&str>,
         overdue: bool,
     ) -> Result<Vec<HomeVisitView>> {
-        require(staff, Action::BookHomeVisit)
-            .or_else(|_| require(staff, Action::CompleteHomeVisit))
-            .or_else(|_| require(staff, Action::AssignHomeVisit))?;
+        require_any(staff, HOME_VISIT_ACTIONS)?;
         if let Some(s) = status {
             if !matches!(s, "booked" | "assigned" | "completed") {
                 return Err(AppError::invalid(
@@ -476,9 +481,7 @@ impl App {
     }
 
     pub async fn home_visit_for(&self, staff: &Staff, id: i64) -> Result<HomeVisitView> {
-        require(staff, Action::BookHomeVisit)
-            .or_else(|_| require(staff, Action::CompleteHomeVisit))
-            .or_else(|_| require(staff, Action::AssignHomeVisit))?;
+        require_any(staff, HOME_VISIT_ACTIONS)?;
         let v = self
             .store
             .home_visit(id)
