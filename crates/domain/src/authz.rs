@@ -30,6 +30,9 @@ string_enum!(
     AssignHomeVisit => "assign_home_visit",
     CompleteHomeVisit => "complete_home_visit",
     RecordServiceRecord => "record_service_record",
+    ViewRecoveries => "view_recoveries",
+    ManageRecovery => "manage_recovery",
+    WriteOffRecovery => "write_off_recovery",
 });
 
 impl Role {
@@ -61,6 +64,12 @@ impl Role {
                 self,
                 Certifier | Reviewer | Consultant | Supervisor | Partner
             ),
+            // Recovery of overpayments (追回): reviewers confirmed the deaths behind the
+            // cases and auditors check the money; supervisors record what the bank was
+            // asked and what came back, and write off the rest (not their own entries).
+            ViewRecoveries => matches!(self, Reviewer | Supervisor | Auditor),
+            ManageRecovery => matches!(self, Supervisor),
+            WriteOffRecovery => matches!(self, Supervisor),
         }
     }
 
@@ -114,6 +123,14 @@ mod tests {
         assert!(!Role::Auditor.may(ViewRecipient));
         assert!(!Role::Consultant.may(RevealIdNumber));
         assert!(Role::Auditor.may(ViewAudit));
+        for role in Role::ALL {
+            assert_eq!(
+                role.may(ViewRecoveries),
+                matches!(role, Role::Reviewer | Role::Supervisor | Role::Auditor)
+            );
+            assert_eq!(role.may(ManageRecovery), *role == Role::Supervisor);
+            assert_eq!(role.may(WriteOffRecovery), *role == Role::Supervisor);
+        }
     }
 
     #[test]

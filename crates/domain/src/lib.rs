@@ -10,6 +10,7 @@ pub mod national_id;
 pub mod payment;
 pub mod policy;
 pub mod recipient;
+pub mod recovery;
 pub mod region;
 pub mod sensitive;
 
@@ -21,6 +22,7 @@ pub use national_id::{Gender, NationalId};
 pub use payment::{Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason};
 pub use policy::{Anchor, Policy};
 pub use recipient::{CountryCode, InsuranceType, Residence};
+pub use recovery::{Recovery, RecoveryError, RecoveryReference, RecoveryStatus, WriteOffReason};
 pub use region::RegionCode;
 pub use sensitive::Sensitive;
 

@@ -21,9 +21,9 @@ impl Fen {
         self.0
     }
 
-    /// Parses a monthly amount written in yuan with at most two decimals (`3500`, `3500.5`,
-    /// `3500.50`). Must be positive.
-    pub fn parse_monthly_yuan(s: &str) -> Result<Self, ParseError> {
+    /// Parses an amount written in yuan with at most two decimals (`1200`, `1200.5`,
+    /// `1200.50`). Must be positive; `what` names the amount in the error messages.
+    pub fn parse_yuan(s: &str, what: &str) -> Result<Self, ParseError> {
         let t = s.trim();
         let bad = || {
             ParseError::new(format!(
@@ -51,14 +51,22 @@ impl Fen {
         };
         let fen = whole * 100 + frac_fen;
         if fen <= 0 {
-            return Err(ParseError::new("the monthly amount must be more than 0"));
-        }
-        if fen > MAX_MONTHLY_FEN {
-            return Err(ParseError::new(format!(
-                "{t} yuan a month is more than 1,000,000 yuan: check the amount"
-            )));
+            return Err(ParseError::new(format!("the {what} must be more than 0")));
         }
         Ok(Fen(fen))
+    }
+
+    /// Parses a monthly amount written in yuan with at most two decimals (`3500`, `3500.5`,
+    /// `3500.50`). Must be positive.
+    pub fn parse_monthly_yuan(s: &str) -> Result<Self, ParseError> {
+        let fen = Fen::parse_yuan(s, "monthly amount")?;
+        if fen.0 > MAX_MONTHLY_FEN {
+            return Err(ParseError::new(format!(
+                "{} yuan a month is more than 1,000,000 yuan: check the amount",
+                s.trim()
+            )));
+        }
+        Ok(fen)
     }
 
     pub fn times(self, n: usize) -> Fen {
@@ -70,6 +78,13 @@ impl std::ops::Add for Fen {
     type Output = Fen;
     fn add(self, rhs: Fen) -> Fen {
         Fen(self.0 + rhs.0)
+    }
+}
+
+impl std::ops::Sub for Fen {
+    type Output = Fen;
+    fn sub(self, rhs: Fen) -> Fen {
+        Fen(self.0 - rhs.0)
     }
 }
 
@@ -102,6 +117,19 @@ mod tests {
             "", "-1", "0", "1.234", "abc", "1,000", "1.", ".5", "1e3", "2000000",
         ] {
             assert!(Fen::parse_monthly_yuan(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_other_amounts_without_the_monthly_cap() {
+        assert_eq!(
+            Fen::parse_yuan("2000000.01", "amount").unwrap().get(),
+            200_000_001
+        );
+        let err = Fen::parse_yuan("0.00", "amount").unwrap_err().to_string();
+        assert!(err.contains("amount must be more than 0"), "{err}");
+        for bad in ["", "-5", "1.234", "1e3", "1,000", "1234567890"] {
+            assert!(Fen::parse_yuan(bad, "amount").is_err(), "{bad}");
         }
     }
 
