@@ -87,6 +87,148 @@ pub struct ReportLine {
     pub reason: String,
 }
 
+/// How ID-less records are matched (`[matching]` in the settings file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchingSettings {
+    /// Match weight (bits of evidence) at or above which a record is a probable match.
+    pub probable: f64,
+    /// At or above this, a possible match (reported, nothing else).
+    pub possible: f64,
+    /// A best candidate within this many bits of the runner-up is at most possible.
+    pub margin: f64,
+    /// `default` (the shipped m/u probabilities), `estimate` (EM on each feed's own
+    /// records, Splink-style) or `configured` (the `m_u` table below).
+    pub weights: String,
+    pub m_u: Option<ConfiguredWeights>,
+}
+
+/// m and u probabilities per comparison level, best agreement first.
+/// name: exact, homophone, similar, different; birth_date: exact, day/month swapped,
+/// ±1 day, one digit off, different; gender: same, different; region: district, city,
+/// province, different.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredWeights {
+    pub name_m: [f64; 4],
+    pub name_u: [f64; 4],
+    pub birth_date_m: [f64; 5],
+    pub birth_date_u: [f64; 5],
+    pub gender_m: [f64; 2],
+    pub gender_u: [f64; 2],
+    pub region_m: [f64; 4],
+    pub region_u: [f64; 4],
+}
+
+impl Default for MatchingSettings {
+    fn default() -> Self {
+        let t = lifecert_matching::Thresholds::default();
+        MatchingSettings {
+            probable: t.probable,
+            possible: t.possible,
+            margin: t.margin,
+            weights: "default".into(),
+            m_u: None,
+        }
+    }
+}
+
+fn probabilities(field: &str, p: &[f64]) -> Result<()> {
+    let sum: f64 = p.iter().sum();
+    if p.iter().any(|x| !(x.is_finite() && *x > 0.0 && *x < 1.0)) || (sum - 1.0).abs() > 0.01 {
+        return Err(AppError::invalid(
+            &format!("matching.m_u.{field}"),
+            format!(
+                "{p:?}: each probability must be above 0 and below 1, and they must add up to 1"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl MatchingSettings {
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let finite = [self.probable, self.possible, self.margin]
+            .iter()
+            .all(|x| x.is_finite());
+        if !finite || self.possible >= self.probable {
+            return Err(AppError::invalid(
+                "matching.possible",
+                format!(
+                    "possible ({}) must be below probable ({})",
+                    self.possible, self.probable
+                ),
+            ));
+        }
+        if self.margin < 0.0 {
+            return Err(AppError::invalid(
+                "matching.margin",
+                "the margin cannot be negative",
+            ));
+        }
+        match (self.weights.as_str(), &self.m_u) {
+            ("default" | "estimate", None) => Ok(()),
+            ("configured", Some(w)) => {
+                probabilities("name_m", &w.name_m)?;
+                probabilities("name_u", &w.name_u)?;
+                probabilities("birth_date_m", &w.birth_date_m)?;
+                probabilities("birth_date_u", &w.birth_date_u)?;
+                probabilities("gender_m", &w.gender_m)?;
+                probabilities("gender_u", &w.gender_u)?;
+                probabilities("region_m", &w.region_m)?;
+                probabilities("region_u", &w.region_u)
+            }
+            ("configured", None) => Err(AppError::invalid(
+                "matching.m_u",
+                "weights = \"configured\" needs a [matching.m_u] table",
+            )),
+            ("default" | "estimate", Some(_)) => Err(AppError::invalid(
+                "matching.m_u",
+                "a [matching.m_u] table is used only with weights = \"configured\"",
+            )),
+            (other, _) => Err(AppError::invalid(
+                "matching.weights",
+                format!("{other:?}: use default, estimate or configured"),
+            )),
+        }
+    }
+
+    pub fn thresholds(&self) -> lifecert_matching::Thresholds {
+        lifecert_matching::Thresholds {
+            probable: self.probable,
+            possible: self.possible,
+            margin: self.margin,
+        }
+    }
+
+    /// The weights to start from (`estimate` refines these on the feed's records).
+    pub fn base_weights(&self) -> lifecert_matching::Weights {
+        use lifecert_matching::Field;
+        match &self.m_u {
+            Some(w) => lifecert_matching::Weights {
+                name: Field {
+                    m: w.name_m,
+                    u: w.name_u,
+                },
+                birth_date: Field {
+                    m: w.birth_date_m,
+                    u: w.birth_date_u,
+                },
+                gender: Field {
+                    m: w.gender_m,
+                    u: w.gender_u,
+                },
+                region: Field {
+                    m: w.region_m,
+                    u: w.region_u,
+                },
+            },
+            None => lifecert_matching::Weights::default(),
+        }
+    }
+}
+
 /// Records applied per transaction.
 const FEED_BATCH: usize = 1000;
 
@@ -119,6 +261,7 @@ type Input = Box<dyn std::io::Read + Send>;
 enum Reader {
     Csv(csv::DeserializeRecordsIntoIter<Input, FeedRecord>),
     Jsonl(std::io::Lines<std::io::BufReader<Input>>, u64),
+    Records(std::vec::IntoIter<FeedRecord>),
 }
 
 impl Reader {
@@ -171,6 +314,7 @@ impl Reader {
                     }
                 }
             },
+            Reader::Records(it) => it.next().map(Ok),
         }
     }
 }
@@ -198,6 +342,22 @@ impl App {
     ) -> Result<FeedSummary> {
         let reader = Reader::new(Box::new(std::io::Cursor::new(bytes)), format)?;
         self.ingest(source, reader, &mut |_| {}).await
+    }
+
+    /// Ingests records that arrived as messages (DCI notify, OpenCRVS webhook) through the
+    /// same pipeline as feed files; returns the summary and one report line per record.
+    pub async fn ingest_records(
+        &self,
+        source: &Source,
+        records: Vec<FeedRecord>,
+    ) -> Result<(FeedSummary, Vec<ReportLine>)> {
+        let mut lines = Vec::new();
+        let summary = self
+            .ingest(source, Reader::Records(records.into_iter()), &mut |l| {
+                lines.push(l)
+            })
+            .await?;
+        Ok((summary, lines))
     }
 
     async fn ingest(
@@ -326,7 +486,7 @@ impl App {
         let stored = tx
             .insert_feed_record(
                 &NewFeedRecord {
-                    source: source.name,
+                    source: &source.name,
                     record_id: &record_id,
                     kind: source.kind.as_str(),
                     recipient_id: recipient.as_ref().map(|r| r.id),
@@ -413,7 +573,7 @@ impl App {
             return Ok("a death is already reported; it awaits confirmation".into());
         }
         if source.authoritative {
-            self.report_death_in(tx, actor, r, date, source.name)
+            self.report_death_in(tx, actor, r, date, &source.name)
                 .await?;
             summary.deaths_suspended += 1;
             summary.reviews_opened += 1;
@@ -545,7 +705,7 @@ impl App {
             recipient_id,
             reason,
         };
-        let Some(original) = tx.feed_record(source.name, void_of).await? else {
+        let Some(original) = tx.feed_record(&source.name, void_of).await? else {
             return Ok(line(
                 "rejected",
                 None,
@@ -555,7 +715,7 @@ impl App {
         let stored = tx
             .insert_feed_record(
                 &NewFeedRecord {
-                    source: source.name,
+                    source: &source.name,
                     record_id,
                     kind: "void",
                     recipient_id: original.recipient_id,
@@ -659,8 +819,8 @@ impl App {
         }
         Ok(Matcher {
             index: lifecert_matching::Index::build(candidates),
-            weights: lifecert_matching::Weights::default(),
-            thresholds: lifecert_matching::Thresholds::default(),
+            weights: self.matching.base_weights(),
+            thresholds: self.matching.thresholds(),
         })
     }
 }

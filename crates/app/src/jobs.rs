@@ -49,8 +49,7 @@ impl App {
         body: &[u8],
     ) -> Result<JobView> {
         client.require_scope("feeds")?;
-        let source = lifecert_domain::feed::source_named(source)
-            .map_err(|e| AppError::invalid("source", e.to_string()))?;
+        let source = self.source(source)?;
         if body.is_empty() {
             return Err(AppError::invalid("body", "the feed is empty"));
         }
@@ -65,7 +64,7 @@ impl App {
         let id = tx
             .queue_job(
                 "feed",
-                source.name,
+                &source.name,
                 format_name,
                 &payload,
                 &actor.label(),
@@ -90,11 +89,10 @@ impl App {
             return Ok(None);
         };
         let outcome = async {
-            let source = lifecert_domain::feed::source_named(&job.source)
-                .map_err(|e| AppError::Corrupt(e.to_string()))?;
+            let source = self.source(&job.source)?;
             let bytes = self.keys.decrypt(Field::Other, &payload)?;
             let format = FeedFormat::parse(&job.format)?;
-            self.ingest_feed_bytes(source, bytes, format).await
+            self.ingest_feed_bytes(&source, bytes, format).await
         }
         .await;
         let now = self.now_string();

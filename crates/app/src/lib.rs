@@ -55,6 +55,8 @@ pub struct App {
     keys: KeyRing,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    sources: Arc<lifecert_domain::feed::Sources>,
+    matching: Arc<feeds::MatchingSettings>,
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -81,7 +83,29 @@ impl App {
             keys,
             policy,
             clock,
+            sources: Arc::new(lifecert_domain::feed::Sources::default()),
+            matching: Arc::new(feeds::MatchingSettings::default()),
         })
+    }
+
+    /// Uses the sources from the settings instead of the shipped ones.
+    pub fn with_sources(mut self, sources: lifecert_domain::feed::Sources) -> App {
+        self.sources = Arc::new(sources);
+        self
+    }
+
+    /// Uses matching thresholds and weights from the settings.
+    pub fn with_matching(mut self, matching: feeds::MatchingSettings) -> App {
+        self.matching = Arc::new(matching);
+        self
+    }
+
+    /// A feed source by name; the error lists the known ones.
+    pub fn source(&self, name: &str) -> Result<lifecert_domain::feed::Source> {
+        self.sources
+            .named(name)
+            .cloned()
+            .map_err(|e| AppError::invalid("source", e.to_string()))
     }
 
     pub fn store(&self) -> &Store {

@@ -1118,11 +1118,11 @@ async fn ingest(
     lifecert_app::feeds::FeedSummary,
     Vec<lifecert_app::feeds::ReportLine>,
 ) {
-    let source = lifecert_domain::feed::source_named(source).unwrap();
+    let source = app.source(source).unwrap();
     let mut lines = Vec::new();
     let format = lifecert_app::feeds::FeedFormat::guess(path);
     let summary = app
-        .ingest_feed(source, path, format, &mut |l| lines.push(l))
+        .ingest_feed(&source, path, format, &mut |l| lines.push(l))
         .await
         .unwrap();
     (summary, lines)
@@ -1296,7 +1296,7 @@ async fn feeds_apply_each_effect_once() {
         // A feed without record ids is refused whole.
         let err = app
             .ingest_feed(
-                lifecert_domain::feed::source_named("prison").unwrap(),
+                &app.source("prison").unwrap(),
                 &b.file("bad.csv", "id,event_date\n1,2026-01-01\n"),
                 lifecert_app::feeds::FeedFormat::Csv,
                 &mut |_| {},

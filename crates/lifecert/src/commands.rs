@@ -255,7 +255,12 @@ pub async fn open_app(settings: &Settings, out: Output) -> Result<App> {
     let store = Store::open(&settings.database_url)
         .await
         .map_err(AppError::from)?;
-    Ok(App::new(store, keys, Policy::default(), Arc::new(SystemClock)).await?)
+    Ok(
+        App::new(store, keys, Policy::default(), Arc::new(SystemClock))
+            .await?
+            .with_sources(settings.sources.clone())
+            .with_matching(settings.matching.clone()),
+    )
 }
 
 pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
@@ -360,8 +365,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             format,
             report,
         }) => {
-            let source = lifecert_domain::feed::source_named(&source)
-                .map_err(|e| AppError::invalid("source", e.to_string()))?;
+            let source = app.source(&source)?;
             let format = match format.as_deref() {
                 Some(f) => lifecert_app::feeds::FeedFormat::parse(f)?,
                 None => lifecert_app::feeds::FeedFormat::guess(&file),
@@ -378,7 +382,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             };
             let mut write_error = None;
             let summary = app
-                .ingest_feed(source, &file, format, &mut |line| {
+                .ingest_feed(&source, &file, format, &mut |line| {
                     if let Some(w) = writer.as_mut() {
                         let row = [
                             line.record_id.clone(),

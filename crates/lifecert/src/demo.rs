@@ -50,6 +50,8 @@ pub async fn run(
             master_key_file: None,
             cipher: settings.keys.cipher,
         },
+        sources: settings.sources.clone(),
+        matching: settings.matching.clone(),
     };
     let app = open_app(&demo_settings, out).await?;
     let actor = Actor::System;

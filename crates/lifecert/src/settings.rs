@@ -2,8 +2,10 @@
 //! variables, then command-line flags; validated once at start.
 
 use anyhow::{bail, Context, Result};
+use lifecert_app::feeds::MatchingSettings;
 use lifecert_app::keys::KeySettings;
 use lifecert_crypto::Cipher;
+use lifecert_domain::feed::Sources;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,10 @@ struct FileSettings {
     secure_cookies: Option<bool>,
     master_key_file: Option<PathBuf>,
     field_cipher: Option<String>,
+    #[serde(default)]
+    sources: Vec<lifecert_domain::feed::SourceConfig>,
+    #[serde(default)]
+    matching: MatchingSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +34,9 @@ pub struct Settings {
     /// Mark session cookies `Secure` (when served behind TLS).
     pub secure_cookies: bool,
     pub keys: KeySettings,
+    /// The feed sources: the shipped ones with `[[sources]]` applied.
+    pub sources: Sources,
+    pub matching: MatchingSettings,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -71,7 +80,14 @@ impl Settings {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => file.secure_cookies.unwrap_or(false),
         };
+        let sources = Sources::configured(&file.sources)
+            .context("the [[sources]] in the settings file are not valid")?;
+        file.matching
+            .validate()
+            .context("the [matching] settings are not valid")?;
         Ok(Settings {
+            sources,
+            matching: file.matching.clone(),
             database_url,
             addr,
             secure_cookies,
@@ -125,5 +141,33 @@ mod tests {
         assert!(format!("{err:#}").contains("databse_url"), "{err:#}");
         let err = Settings::load(Some(&write(&dir, "field_cipher = \"des\"\n")), None).unwrap_err();
         assert!(format!("{err:#}").contains("sm4-gcm"), "{err:#}");
+        let err = Settings::load(
+            Some(&write(
+                &dir,
+                "[[sources]]\nname = \"pharmacy\"\nkind = \"life\"\nweight = 2.0\n",
+            )),
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("sources[0]"), "{err:#}");
+        let err = Settings::load(
+            Some(&write(&dir, "[matching]\nprobable = 5.0\npossible = 8.0\n")),
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("matching.possible"), "{err:#}");
+    }
+
+    #[test]
+    fn sources_and_matching_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(
+            &dir,
+            "[[sources]]\nname = \"pharmacy\"\nkind = \"life\"\nweight = 0.4\n\n[matching]\nprobable = 20.0\nweights = \"estimate\"\n",
+        );
+        let s = Settings::load(Some(&config), None).unwrap();
+        assert_eq!(s.sources.named("pharmacy").unwrap().weight_milli, 400);
+        assert_eq!(s.matching.probable, 20.0);
+        assert_eq!(s.matching.weights, "estimate");
     }
 }
