@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod payments;
 pub mod recipients;
+pub mod recovery;
 pub mod staff;
 pub mod workflows;
 

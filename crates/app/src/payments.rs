@@ -254,7 +254,8 @@ impl App {
         .map_err(|e| e.to_string())
     }
 
-    /// Makes a month final: its paid months now count as paid, its recovery lines as sent.
+    /// Makes a month final: its paid months now count as paid, and the recovery cases its
+    /// `recover` lines sent out count as requested from the bank.
     #[tracing::instrument(skip_all, fields(month = %month))]
     pub async fn close_payments(&self, actor: &Actor, month: YearMonth) -> Result<CloseReport> {
         let m = month.to_string();
@@ -302,14 +303,18 @@ impl App {
                     .await?;
             }
         }
-        tx.close_payment_run(&m, &now).await?;
+        let today = self.today();
+        let requested = tx
+            .close_payment_run(&m, &now, &crate::date_str(today), &actor.label())
+            .await?;
         self.audit(
             &mut tx,
             actor,
             "payments.closed",
             None,
-            serde_json::json!({"month": m, "lines": run.lines, "total_fen": run.total_fen}),
+            serde_json::json!({"month": m, "lines": run.lines, "total_fen": run.total_fen, "recoveries_requested": requested.len()}),
         );
+        self.audit_run_requests(&mut tx, actor, &m, today, &requested);
         tx.commit().await?;
         Ok(CloseReport {
             month: m,

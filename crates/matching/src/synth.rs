@@ -10,7 +10,7 @@ use lifecert_domain::Gender;
 
 /// SplitMix64: tiny, fast, good enough for test data.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
@@ -215,7 +215,14 @@ fn surname(rng: &mut Rng) -> char {
     '王'
 }
 
-fn name(rng: &mut Rng, gender: Gender) -> String {
+/// The regions (6-digit district codes) that generated people live in.
+pub fn regions() -> &'static [&'static str] {
+    REGIONS
+}
+
+/// A realistic Chinese full name for a person of `gender`: surname by frequency, one or two
+/// given-name characters.
+pub fn name(rng: &mut Rng, gender: Gender) -> String {
     let pool: Vec<char> = match gender {
         Gender::Male => MALE_GIVEN.chars().collect(),
         Gender::Female => FEMALE_GIVEN.chars().collect(),
@@ -319,7 +326,10 @@ pub fn records(
     out
 }
 
-fn noisy_copy(rng: &mut Rng, p: &Person) -> Person {
+/// A feed's copy of `p`, with the errors of hand-typed feeds: 20% a given-name character
+/// replaced by a homophone, 30% traditional characters, 5% day and month swapped, 3% a day
+/// later, 3% a day earlier, 20% gender missing, 30% region only to the city.
+pub fn noisy_copy(rng: &mut Rng, p: &Person) -> Person {
     let mut r = p.clone();
     if rng.chance(0.2) {
         // One given-name character replaced by a homophone.

@@ -7,6 +7,7 @@ mod feeds;
 mod migrate;
 mod queries;
 mod records;
+mod recovery;
 mod staff;
 mod workflows;
 
@@ -14,6 +15,9 @@ pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
 pub use feeds::{FeedRecordRow, JobRow, MatchCandidateRow, NewFeedRecord};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
+pub use recovery::{
+    RecoveryFilter, RecoveryPaymentRow, RecoveryRow, RecoveryUpdate, RequestedRecovery,
+};
 pub use staff::{ApiKeyRow, SessionRow, UserRow};
 pub use workflows::{
     CertificationFact, HomeVisitRow, NotificationRow, PaymentHistoryRow, ServiceRecordRow,

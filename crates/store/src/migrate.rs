@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_feeds.sql"),
         postgres: include_str!("../migrations/postgres/0003_feeds.sql"),
     },
+    Migration {
+        version: 4,
+        name: "recovery",
+        sqlite: include_str!("../migrations/sqlite/0004_recovery.sql"),
+        postgres: include_str!("../migrations/postgres/0004_recovery.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

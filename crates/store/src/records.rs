@@ -671,12 +671,13 @@ impl WriteTx {
         opened_at: &str,
     ) -> Result<i64> {
         let sql = self.sql(
-            "INSERT INTO recovery_cases (recipient_id, months, amount_fen, status, opened_at) VALUES (?, ?, ?, 'open', ?) RETURNING id",
+            "INSERT INTO recovery_cases (recipient_id, months, amount_fen, status, opened_at, updated_at) VALUES (?, ?, ?, 'open', ?, ?) RETURNING id",
         );
         let row = sqlx::query(&sql)
             .bind(recipient_id)
             .bind(months)
             .bind(amount_fen)
+            .bind(opened_at)
             .bind(opened_at)
             .fetch_one(self.conn())
             .await?;
@@ -892,8 +893,16 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Marks the run closed and the recovery cases it sent out as instructed.
-    pub async fn close_payment_run(&mut self, month: &str, closed_at: &str) -> Result<()> {
+    /// Marks the run closed, and the recovery cases it sent out as requested from the bank
+    /// (by `closed_by`, on `closed_on`); returns those cases. A case opened after the run
+    /// was exported was not in its file, so it stays open for the next run.
+    pub async fn close_payment_run(
+        &mut self,
+        month: &str,
+        closed_at: &str,
+        closed_on: &str,
+        closed_by: &str,
+    ) -> Result<Vec<crate::RequestedRecovery>> {
         let sql =
             self.sql("UPDATE payment_runs SET status = 'closed', closed_at = ? WHERE month = ?");
         sqlx::query(&sql)
@@ -902,15 +911,33 @@ impl WriteTx {
             .execute(self.conn())
             .await?;
         let sql = self.sql(
-            "UPDATE recovery_cases SET status = 'instructed', instructed_month = ? WHERE status = 'open' \
-             AND recipient_id IN (SELECT recipient_id FROM payment_lines WHERE month = ? AND kind = 'recover')",
+            "UPDATE recovery_cases SET status = 'requested', instructed_month = ?, requested_on = ?, requested_by = ?, updated_at = ? \
+             WHERE status = 'open' \
+             AND opened_at <= (SELECT exported_at FROM payment_runs WHERE month = ?) \
+             AND recipient_id IN (SELECT recipient_id FROM payment_lines WHERE month = ? AND kind = 'recover') \
+             RETURNING id, recipient_id, amount_fen",
         );
-        sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
+            .bind(month)
+            .bind(closed_on)
+            .bind(closed_by)
+            .bind(closed_at)
             .bind(month)
             .bind(month)
-            .execute(self.conn())
+            .fetch_all(self.conn())
             .await?;
-        Ok(())
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(crate::RequestedRecovery {
+                    id: r.try_get(0)?,
+                    recipient_id: r.try_get(1)?,
+                    amount_fen: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
     }
 
     /// A pensioner's lines in closed runs of months after `after_month`.

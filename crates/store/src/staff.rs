@@ -49,7 +49,7 @@ pub struct ApiKeyRow {
 }
 
 /// A unique-constraint violation becomes a `Duplicate` the caller can explain.
-fn on_unique(e: sqlx::Error, what: String) -> StoreError {
+pub(crate) fn on_unique(e: sqlx::Error, what: String) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what),
         _ => StoreError::Database(e),

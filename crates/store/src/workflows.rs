@@ -321,9 +321,10 @@ impl WriteTx {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Recovery cases of a pensioner whose termination was overturned.
+    /// Recovery cases of a pensioner whose termination was overturned: those on which no
+    /// money has come back yet (open, or requested from the bank).
     pub async fn cancel_open_recoveries(&mut self, recipient_id: i64) -> Result<u64> {
-        let sql = self.sql("UPDATE recovery_cases SET status = 'cancelled' WHERE recipient_id = ? AND status = 'open'");
+        let sql = self.sql("UPDATE recovery_cases SET status = 'cancelled' WHERE recipient_id = ? AND status IN ('open', 'requested')");
         Ok(sqlx::query(&sql)
             .bind(recipient_id)
             .execute(self.conn())
