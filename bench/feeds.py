@@ -750,7 +750,7 @@ def main():
         s = r.get("summary")
         if s and r.get("key"):
             keys = ["records", "exact", "probable", "possible", "unmatched", "rejected",
-                    "lives_certified", "reviews_opened", "duplicates_ignored"]
+                    "lives_certified", "reviews_opened", "duplicates_ignored", "recipients_matched"]
             print(f"  {r['tool']}: " + ", ".join(f"{k} {s[k]:,}" for k in keys if isinstance(s.get(k), int))
                   + (f"; database {r['database_mib']:.0f} MiB after" if r.get("database_mib") else ""))
         elif s and r.get("peer") == "exact":

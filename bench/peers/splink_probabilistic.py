@@ -99,6 +99,22 @@ def main() -> None:
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name"))
     timings["train"] = time.perf_counter() - t
+    model = linker.misc.save_model_to_json()
+    trained = {
+        "probability_two_random_records_match": model["probability_two_random_records_match"],
+        "levels": {
+            c["output_column_name"]: [
+                {
+                    "level": level["label_for_charts"],
+                    "m": level.get("m_probability"),
+                    "u": level.get("u_probability"),
+                }
+                for level in c["comparison_levels"]
+                if not level.get("is_null_level")
+            ]
+            for c in model["comparisons"]
+        },
+    }
 
     t = time.perf_counter()
     predictions = linker.inference.predict(threshold_match_probability=min(THRESHOLDS))
@@ -176,6 +192,7 @@ def main() -> None:
                 "pairs_scored_at_min_threshold": n_pairs,
                 "u_max_pairs": args.u_max_pairs,
                 "quality": quality,
+                "model": trained,
                 "timings": {k: round(v, 3) for k, v in timings.items()},
                 "seconds": round(seconds, 3),
             }
