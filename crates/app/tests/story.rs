@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+#[path = "story/jobs.rs"]
+mod jobs;
+
 const TODAY: &str = "2026-11-30";
 
 fn d(s: &str) -> NaiveDate {
@@ -1349,6 +1352,674 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
             v.status, "active",
             "a probable match never changes a payment by itself"
         );
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_later() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let people: Vec<String> = (0..40).map(|i| id("330102", "19480302", 100 + i)).collect();
+        let roll: Vec<String> = people
+            .iter()
+            .map(|p| row(p, "某", "2026-01-10", "2026-10"))
+            .collect();
+        import(
+            &app,
+            &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+        )
+        .await;
+        // More records than one chunk, so the feed is matched against the in-memory ID
+        // table: each of the 40 pensioners appears 300 times with card use (0.5) on
+        // different days; strangers' numbers fill the rest; one record id repeats.
+        let mut feed = String::from("record_id,id_number,event_date\n");
+        let mut n = 0;
+        for day in 0..300 {
+            for p in &people {
+                let date = d("2026-11-20") - chrono::Duration::days(day % 150);
+                feed.push_str(&format!("c{n},{p},{date}\n"));
+                n += 1;
+            }
+        }
+        for i in 0..600 {
+            feed.push_str(&format!(
+                "s{i},{},2026-11-01\n",
+                id("530102", "19500101", i)
+            ));
+        }
+        feed.push_str(&format!("c0,{},2026-11-20\n", people[0]));
+        let path = b.file("cards.csv", &feed);
+        let (s, lines) = ingest(&app, "card_use", &path).await;
+        assert_eq!(
+            (s.records, s.exact, s.unmatched, s.duplicates_ignored),
+            (12_601, 12_000, 600, 1),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.lives_certified, 40, "one certification per pensioner");
+        assert_eq!(lines.len(), 12_601);
+        let v = app.recipient_view(&nid(&people[7])).await.unwrap();
+        assert_eq!(v.last_certified_on, "2026-11-20", "{}", b.name);
+        assert_eq!(
+            v.certifications
+                .iter()
+                .filter(|c| c.channel == "passive_data")
+                .count(),
+            1
+        );
+
+        // A dry run reads and matches, and stores nothing.
+        let audit = app.store().count_rows(Table::AuditLog).await.unwrap();
+        let mut preview = Vec::new();
+        let s = app
+            .preview_feed(
+                &app.source("card_use").unwrap(),
+                &path,
+                lifecert_app::feeds::FeedFormat::Csv,
+                &mut |l| preview.push(l.class),
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.exact, s.recipients_matched), (12_001, Some(40)));
+        assert_eq!(
+            app.store().count_rows(Table::AuditLog).await.unwrap(),
+            audit
+        );
+
+        // A feed that stopped after storing its records but before adding them up leaves
+        // them pending; the next pass applies them.
+        let late = id("330102", "19480302", 100);
+        {
+            let mut tx = app.store().begin_write().await.unwrap();
+            let rid = app.recipient_view(&nid(&late)).await.unwrap().recipient_id;
+            let recs: Vec<lifecert_store::NewFeedRecord> = ["p1", "p2"]
+                .iter()
+                .map(|r| lifecert_store::NewFeedRecord {
+                    source: "bank_counter",
+                    record_id: r,
+                    kind: "life",
+                    recipient_id: Some(rid),
+                    class: "exact",
+                    event_date: Some("2026-11-25"),
+                    weight_milli: 1000,
+                    void_of: None,
+                })
+                .collect();
+            tx.insert_feed_records(&recs, false, "2026-11-30T00:00:00Z")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut s = lifecert_app::feeds::FeedSummary::default();
+        app.apply_pending_life_signs(&Actor::System, &mut s)
+            .await
+            .unwrap();
+        assert_eq!(s.lives_certified, 1);
+        assert_eq!(
+            app.recipient_view(&nid(&late))
+                .await
+                .unwrap()
+                .last_certified_on,
+            "2026-11-25"
+        );
+        // Applied once: a second pass finds nothing.
+        let mut s = lifecert_app::feeds::FeedSummary::default();
+        app.apply_pending_life_signs(&Actor::System, &mut s)
+            .await
+            .unwrap();
+        assert_eq!(s.lives_certified, 0);
+        b.drop_pg(app).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Recovery cases (追回): requested, paid back, written off
+// ---------------------------------------------------------------------------------
+
+fn officer(name: &str, role: lifecert_domain::Role, scope: &str) -> lifecert_app::staff::Staff {
+    lifecert_app::staff::Staff {
+        user_id: 0,
+        username: name.into(),
+        role,
+        scope: lifecert_domain::RegionScope::parse(scope).unwrap(),
+    }
+}
+
+fn supervisor(name: &str) -> lifecert_app::staff::Staff {
+    officer(name, lifecert_domain::Role::Supervisor, "11")
+}
+
+fn yuan(s: &str) -> lifecert_domain::Fen {
+    lifecert_domain::Fen::parse_yuan(s, "amount").unwrap()
+}
+
+/// Imports pensioners of 110105 paid through 2026-10, reports each one's death on
+/// 2026-08-15 and confirms it: each gets a recovery case for 2026-09 and 2026-10
+/// (6,000 yuan). Returns the case ids.
+async fn confirmed_deaths(app: &App, b: &Backend, people: &[(&str, &str)]) -> Vec<i64> {
+    let roll: Vec<String> = people
+        .iter()
+        .map(|(n, name)| row(n, name, "2026-06-01", "2026-10"))
+        .collect();
+    import(
+        app,
+        &b.file("dead.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+    )
+    .await;
+    let mut cases = Vec::new();
+    for (n, _) in people {
+        app.report_death(&staff(), &nid(n), d("2026-08-15"), "public_security")
+            .await
+            .unwrap();
+        let c = app.confirm_death(&staff(), &nid(n)).await.unwrap();
+        assert_eq!(c.overpaid_fen, 600_000);
+        cases.push(c.recovery_case_id.unwrap());
+    }
+    cases
+}
+
+async fn audit_actions(app: &App, recipient_id: i64, prefix: &str) -> Vec<(String, String)> {
+    app.store()
+        .list_audit(0, 1000, None, Some(recipient_id))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action.starts_with(prefix))
+        .map(|a| (a.actor, a.action))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_overpayment_is_requested_by_the_payment_run_then_paid_back_in_two_amounts() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let n = b.name;
+        let dead = id("110105", "19400505", 61);
+        let case = confirmed_deaths(&app, &b, &[(&dead, "郑一")]).await[0];
+        let sup = supervisor("sup1");
+
+        let open = app.recovery_for(&sup, case).await.unwrap();
+        assert_eq!(
+            (
+                open.case.status.as_str(),
+                open.case.amount_fen,
+                open.case.outstanding_fen,
+                open.case.months.clone()
+            ),
+            (
+                "open",
+                600_000,
+                600_000,
+                vec!["2026-09".to_string(), "2026-10".to_string()]
+            ),
+            "{n}"
+        );
+        assert!(open.payments.is_empty());
+        let rid = open.case.recipient_id;
+        // Nothing to record before the bank has been asked.
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("100"), d(TODAY), "ICBC-0")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_transition", "{n}: {err}");
+
+        // The payment run's recover line is the request; closing the run records it.
+        let out = b.dir.path().join("p11.csv");
+        let e = app
+            .export_payments(&staff(), ym("2026-11"), &out)
+            .await
+            .unwrap();
+        assert_eq!(e.recover, 1);
+        assert_eq!(
+            app.recovery_for(&sup, case).await.unwrap().case.status,
+            "open",
+            "exported is not yet sent"
+        );
+        app.close_payments(&staff(), ym("2026-11")).await.unwrap();
+        let requested = app.recovery_for(&sup, case).await.unwrap().case;
+        assert_eq!(
+            (
+                requested.status.as_str(),
+                requested.requested_on.as_deref(),
+                requested.instructed_month.as_deref(),
+                requested.requested_by.as_deref()
+            ),
+            (
+                "requested",
+                Some(TODAY),
+                Some("2026-11"),
+                Some("staff:tester")
+            ),
+            "{n}"
+        );
+        let err = app
+            .request_recovery(&sup, case, d(TODAY), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_transition", "{n}: {err}");
+
+        clock.set(d("2026-12-10"));
+        let partial = app
+            .record_recovery_payment(&sup, case, yuan("2000.00"), d("2026-12-05"), "ICBC-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                partial.case.status.as_str(),
+                partial.case.recovered_fen,
+                partial.case.outstanding_fen,
+                partial.case.last_payment_on.as_deref(),
+                partial.case.closed_on.as_deref()
+            ),
+            (
+                "partially_recovered",
+                200_000,
+                400_000,
+                Some("2026-12-05"),
+                None
+            ),
+            "{n}"
+        );
+
+        // Refusals: the same transfer twice, more than is outstanding, impossible dates.
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("10"), d("2026-12-06"), "ICBC-1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "duplicate", "{n}: {err}");
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("4000.01"), d("2026-12-06"), "ICBC-9")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AppError::Invalid { field, message } if field == "amount" && message.contains("4000.00 yuan still outstanding")),
+            "{n}: {err}"
+        );
+        for (day, why) in [("2026-12-11", "in the future"), ("2026-11-29", "before")] {
+            let err = app
+                .record_recovery_payment(&sup, case, yuan("10"), d(day), "ICBC-9")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, AppError::Invalid { field, message } if field == "received_on" && message.contains(why)),
+                "{n}: {day}: {err}"
+            );
+        }
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("10"), d("2026-12-06"), "  ")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AppError::Invalid { field, .. } if field == "reference"),
+            "{n}: {err}"
+        );
+        // Only supervisors record money.
+        let err = app
+            .record_recovery_payment(
+                &officer("rev", lifecert_domain::Role::Reviewer, "11"),
+                case,
+                yuan("10"),
+                d("2026-12-06"),
+                "ICBC-9",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+
+        let done = app
+            .record_recovery_payment(&sup, case, yuan("4000"), d("2026-12-08"), "ICBC-2")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                done.case.status.as_str(),
+                done.case.recovered_fen,
+                done.case.outstanding_fen,
+                done.case.closed_on.as_deref()
+            ),
+            ("recovered", 600_000, 0, Some("2026-12-10")),
+            "{n}"
+        );
+        assert_eq!(
+            done.payments
+                .iter()
+                .map(|p| (
+                    p.amount_fen,
+                    p.received_on.as_str(),
+                    p.reference.as_str(),
+                    p.recorded_by.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            vec![
+                (200_000, "2026-12-05", "ICBC-1", "staff:sup1"),
+                (400_000, "2026-12-08", "ICBC-2", "staff:sup1")
+            ]
+        );
+        // Recovered is final.
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("1"), d("2026-12-09"), "ICBC-3")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "case_closed", "{n}: {err}");
+        let err = app
+            .write_off_recovery(&supervisor("sup2"), case, "nothing left")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "case_closed", "{n}: {err}");
+
+        // Listed by status and pensioner, for those who may see recoveries.
+        for status in ["recovered", "open"] {
+            let found = app
+                .recoveries(
+                    &officer("aud", lifecert_domain::Role::Auditor, ""),
+                    &lifecert_app::recovery::RecoveryQuery {
+                        status: Some(status.into()),
+                        recipient_id: Some(rid),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                found.len(),
+                usize::from(status == "recovered"),
+                "{n}: {status}"
+            );
+        }
+        let err = app
+            .recoveries(
+                &officer("cert", lifecert_domain::Role::Certifier, "11"),
+                &Default::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+
+        // Every step is on the pensioner's trail, in the same chain.
+        assert_eq!(
+            audit_actions(&app, rid, "recovery.").await,
+            vec![
+                ("staff:tester".to_string(), "recovery.requested".to_string()),
+                (
+                    "staff:sup1".to_string(),
+                    "recovery.payment_recorded".to_string()
+                ),
+                (
+                    "staff:sup1".to_string(),
+                    "recovery.payment_recorded".to_string()
+                ),
+            ],
+            "{n}"
+        );
+        assert_eq!(
+            app.store().verify_audit().await.unwrap().first_bad_seq,
+            None
+        );
+
+        // The next run stops the pension: the recovery is not sent twice.
+        clock.set(d("2026-12-20"));
+        let e = app
+            .export_payments(&staff(), ym("2026-12"), &b.dir.path().join("p12.csv"))
+            .await
+            .unwrap();
+        assert_eq!((e.stop, e.recover), (1, 0), "{n}");
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn the_rest_is_written_off_by_a_supervisor_who_recorded_neither_the_request_nor_the_last_payment(
+) {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let n = b.name;
+        let (first, second) = (id("110105", "19400606", 71), id("110105", "19400707", 73));
+        let cases = confirmed_deaths(&app, &b, &[(&first, "冯二"), (&second, "陈三")]).await;
+        let (sup1, sup2, sup3) = (supervisor("sup1"), supervisor("sup2"), supervisor("sup3"));
+
+        // Requested by hand (a letter to the family), then money from another supervisor.
+        let requested = app
+            .request_recovery(&sup1, cases[0], d(TODAY), Some("苏人社追〔2026〕12号"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                requested.case.status.as_str(),
+                requested.case.requested_by.as_deref(),
+                requested.case.request_reference.as_deref(),
+                requested.case.instructed_month.as_deref()
+            ),
+            (
+                "requested",
+                Some("staff:sup1"),
+                Some("苏人社追〔2026〕12号"),
+                None
+            ),
+            "{n}"
+        );
+        for (day, why) in [("2026-12-01", "in the future"), ("2026-11-29", "before")] {
+            let err = app
+                .request_recovery(&sup1, cases[1], d(day), None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, AppError::Invalid { field, message } if field == "requested_on" && message.contains(why)),
+                "{n}: {day}: {err}"
+            );
+        }
+        let err = app
+            .write_off_recovery(&sup1, cases[0], "遗产不足")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "maker_checker", "{n}: {err}");
+        app.record_recovery_payment(&sup2, cases[0], yuan("1000"), d(TODAY), "CASH-7")
+            .await
+            .unwrap();
+        for who in [&sup1, &sup2] {
+            let err = app
+                .write_off_recovery(who, cases[0], "遗产不足")
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "maker_checker", "{n}: {}: {err}", who.username);
+        }
+        let err = app
+            .write_off_recovery(&sup3, cases[0], "  ")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AppError::Invalid { field, .. } if field == "reason"),
+            "{n}: {err}"
+        );
+        let err = app
+            .write_off_recovery(
+                &officer("rev", lifecert_domain::Role::Reviewer, "11"),
+                cases[0],
+                "遗产不足",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden");
+        // Out of region: as if the case did not exist.
+        let guangdong = officer("gd", lifecert_domain::Role::Supervisor, "44");
+        let err = app
+            .write_off_recovery(&guangdong, cases[0], "遗产不足")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        assert_eq!(
+            app.recovery_for(&guangdong, cases[0])
+                .await
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        assert!(app
+            .recoveries(&guangdong, &Default::default())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            app.recoveries(
+                &sup1,
+                &lifecert_app::recovery::RecoveryQuery {
+                    region: Some("44".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "out_of_region"
+        );
+        assert_eq!(
+            app.recoveries(
+                &sup1,
+                &lifecert_app::recovery::RecoveryQuery {
+                    status: Some("instructed".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "invalid_input"
+        );
+
+        clock.set(d("2026-12-03"));
+        let off = app
+            .write_off_recovery(&sup3, cases[0], "遗产不足，继承人放弃继承")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                off.case.status.as_str(),
+                off.case.recovered_fen,
+                off.case.written_off_fen,
+                off.case.outstanding_fen,
+                off.case.written_off_by.as_deref(),
+                off.case.write_off_reason.as_deref(),
+                off.case.closed_on.as_deref()
+            ),
+            (
+                "written_off",
+                100_000,
+                500_000,
+                0,
+                Some("staff:sup3"),
+                Some("遗产不足，继承人放弃继承"),
+                Some("2026-12-03")
+            ),
+            "{n}"
+        );
+        assert_eq!(
+            app.write_off_recovery(&sup1, cases[0], "again")
+                .await
+                .unwrap_err()
+                .code(),
+            "case_closed"
+        );
+        let err = app
+            .request_recovery(&sup1, cases[0], d("2026-12-03"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "case_closed", "{n}: {err}");
+
+        // An open case may be written off whole, before anyone asked for it; then the
+        // payment run has nothing to recover.
+        let off = app
+            .write_off_recovery(&sup1, cases[1], "金额已由丧葬补助金抵扣")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                off.case.status.as_str(),
+                off.case.written_off_fen,
+                off.case.requested_on.as_deref()
+            ),
+            ("written_off", 600_000, None),
+            "{n}"
+        );
+        let e = app
+            .export_payments(&staff(), ym("2026-12"), &b.dir.path().join("p.csv"))
+            .await
+            .unwrap();
+        assert_eq!((e.stop, e.recover), (2, 0), "{n}");
+
+        let rid = off.case.recipient_id;
+        let trail = app
+            .store()
+            .list_audit(0, 1000, Some("recovery.written_off"), Some(rid))
+            .await
+            .unwrap();
+        assert_eq!(trail.len(), 1);
+        let details: serde_json::Value = serde_json::from_str(&trail[0].details).unwrap();
+        assert_eq!(
+            (
+                &details["written_off_fen"],
+                &details["reason"],
+                &details["previous_status"]
+            ),
+            (
+                &serde_json::json!(600_000),
+                &serde_json::json!("金额已由丧葬补助金抵扣"),
+                &serde_json::json!("open")
+            )
+        );
+        assert_eq!(
+            app.store().verify_audit().await.unwrap().first_bad_seq,
+            None
+        );
+        b.drop_pg(app).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upheld_appeal_cancels_a_recovery_requested_from_the_bank() {
+    for b in backends().await {
+        let clock = clock();
+        let app = b.app(clock.clone()).await;
+        let n = b.name;
+        let alive = id("110105", "19400808", 81);
+        let case = confirmed_deaths(&app, &b, &[(&alive, "褚四")]).await[0];
+        let sup = supervisor("sup1");
+        app.request_recovery(&sup, case, d(TODAY), None)
+            .await
+            .unwrap();
+        let rid = app
+            .recovery_for(&sup, case)
+            .await
+            .unwrap()
+            .case
+            .recipient_id;
+        let appeal = app
+            .lodge_appeal(
+                &sup,
+                rid,
+                lifecert_app::workflows::AppealAgainst::Termination,
+                None,
+                "本人健在，已到社区当面核实",
+            )
+            .await
+            .unwrap();
+        app.decide_review_case(
+            &officer("rev", lifecert_domain::Role::Reviewer, "11"),
+            appeal.id,
+            "approve",
+            "alive",
+            "seen at the counter",
+        )
+        .await
+        .unwrap();
+        let c = app.recovery_for(&sup, case).await.unwrap().case;
+        assert_eq!(c.status, "cancelled", "{n}");
+        let err = app
+            .record_recovery_payment(&sup, case, yuan("1"), d(TODAY), "X-1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "case_closed", "{n}: {err}");
         b.drop_pg(app).await;
     }
 }
