@@ -5,7 +5,7 @@ of both probabilistic matchers against the labels.
 
     python3 bench/feeds.py [--pensioners 1000000] [--exact 10000000] [--probabilistic 133000]
                            [--seed 2026] [--work target/feed-bench] [--build] [--skip-splink]
-                           [--skip-duckdb] [--postgres URL]
+                           [--skip-duckdb] [--skip-exact] [--postgres URL] [--quiet-load 1.0]
 
 Workloads, each run as a child process and measured with os.wait4 (wall time; ru_maxrss is
 the peak resident set of that process, children not included):
@@ -22,7 +22,9 @@ Data come from `cargo run --release -p lifecert-matching --example feedgen` into
 folder (default target/feed-bench/data-P-E-Q-sSEED, reused when present). The peers run in
 bench/.venv (created by bench/peers/setup.sh when missing). Standard library only.
 Prints the machine, a table of the runs and the quality tables, and writes everything as
-JSON to the work folder. It asserts nothing about timing.
+JSON to the work folder. It asserts nothing about timing. The table also gives each run's
+CPU seconds and the load average just before it: on a shared machine, --quiet-load waits
+for the others' builds to finish first.
 """
 
 import argparse
@@ -58,10 +60,38 @@ def fail(msg):
 # ---------------------------------------------------------------------------- processes
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+QUIET = {"below": 0.0, "max_wait": 600.0}
+
+
+def wait_for_quiet():
+    """With --quiet-load X: waits (at most --quiet-wait seconds) until the 1-minute load
+    average is below X, so that other work on a shared machine skews the run less."""
+    if QUIET["below"] <= 0:
+        return
+    deadline = time.monotonic() + QUIET["max_wait"]
+    load = loadavg()
+    if load is not None and load >= QUIET["below"]:
+        log(f"    waiting for the load average ({load:.2f}) to fall below {QUIET['below']}")
+    while load is not None and load >= QUIET["below"] and time.monotonic() < deadline:
+        time.sleep(5)
+        load = loadavg()
+
+
 def measure(argv, env=None, stdout_path=None, stderr_path=None, cwd=ROOT):
-    """Runs argv to completion; returns (exit code, seconds, peak RSS in MiB, stdout text)."""
+    """Runs argv to completion; returns (exit code, seconds, peak RSS in MiB, stdout text,
+    CPU seconds (user + system) of the process, the 1-minute load average before it)."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+    wait_for_quiet()
+    load = loadavg()
     try:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, cwd=cwd)
@@ -76,7 +106,8 @@ def measure(argv, env=None, stdout_path=None, stderr_path=None, cwd=ROOT):
     if stdout_path:
         with open(stdout_path, "rb") as f:
             text = f.read().decode("utf-8", "replace")
-    return proc.returncode, seconds, usage.ru_maxrss / 1024.0, text
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, seconds, usage.ru_maxrss / 1024.0, text, cpu, load
 
 
 def last_json(text):
@@ -302,7 +333,7 @@ class Postgres(Backend):
 
 def import_roll(binary, backend, data, runs, manifest):
     url = backend.base_url()
-    code, seconds, rss, out = measure(
+    code, seconds, rss, out, cpu, load = measure(
         [binary, "import", "recipients", os.path.join(data, "pensioners.csv"), "--json"],
         env=backend.run_env(url),
         stdout_path=os.path.join(runs, f"{backend.name}-import.out"),
@@ -314,7 +345,8 @@ def import_roll(binary, backend, data, runs, manifest):
             f"importing the roll into {backend.name} failed (exit {code}): {summary}\n"
             + tail(os.path.join(runs, f"{backend.name}-import.err"))
         )
-    return {"seconds": seconds, "peak_mib": rss, "summary": summary}
+    return {"seconds": seconds, "peak_mib": rss, "cpu_seconds": cpu, "load_before": load,
+            "summary": summary}
 
 
 def check_sequential_ids(binary, backend, data, runs, seed):
@@ -355,9 +387,11 @@ def lifecert_ingest(binary, backend, runs, name, feed, extra):
     err = os.path.join(runs, f"{backend.name}-{name}.err")
     argv = [binary, "feed", "ingest", "--source", SOURCE, feed, "--json", *extra]
     log(f"  $ {' '.join(argv)}")
-    code, seconds, rss, text = measure(argv, env=backend.run_env(url), stdout_path=out, stderr_path=err)
+    code, seconds, rss, text, cpu, load = measure(
+        argv, env=backend.run_env(url), stdout_path=out, stderr_path=err)
     summary = last_json(text)
-    result = {"exit": code, "seconds": seconds, "peak_mib": rss, "summary": summary}
+    result = {"exit": code, "seconds": seconds, "peak_mib": rss, "cpu_seconds": cpu,
+              "load_before": load, "summary": summary}
     if code != 0:
         result["error"] = tail(err)
         log(f"    failed (exit {code}): {tail(err, 5)}")
@@ -374,8 +408,9 @@ def peer(runs, name, argv):
     out = os.path.join(runs, f"{name}.out")
     err = os.path.join(runs, f"{name}.err")
     log(f"  $ {' '.join(argv)}")
-    code, seconds, rss, text = measure(argv, stdout_path=out, stderr_path=err)
-    result = {"exit": code, "seconds": seconds, "peak_mib": rss, "summary": last_json(text)}
+    code, seconds, rss, text, cpu, load = measure(argv, stdout_path=out, stderr_path=err)
+    result = {"exit": code, "seconds": seconds, "peak_mib": rss, "cpu_seconds": cpu,
+              "load_before": load, "summary": last_json(text)}
     if code != 0:
         result["error"] = tail(err)
         log(f"    failed (exit {code}): {tail(err, 5)}")
@@ -549,7 +584,7 @@ def print_machine(m, versions, binary_version):
 def print_runs(runs_table):
     print()
     print("== runs (wall time of the whole process; peak MiB = its maximum resident set)")
-    head = f"{'workload':<14} {'tool':<34} {'records':>11} {'seconds':>9} {'records/s':>11} {'peak MiB':>9} {'time ratio':>11} {'mem ratio':>10}"
+    head = f"{'workload':<14} {'tool':<34} {'records':>11} {'seconds':>9} {'records/s':>11} {'peak MiB':>9} {'time ratio':>11} {'mem ratio':>10} {'CPU s':>8} {'load':>5}"
     print(head)
     print("-" * len(head))
     for r in runs_table:
@@ -566,8 +601,11 @@ def print_runs(runs_table):
             f"{r['workload']:<14} {r['tool']:<34} {fmt_int(r['records']):>11} {r['seconds']:>9.2f} "
             f"{rate:>11,.0f} {r['peak_mib']:>9.1f} "
             f"{(f'{ratio:.2f}x' if ratio else ''):>11} {(f'{mratio:.2f}x' if mratio else ''):>10}"
+            f" {r['cpu_seconds']:>8.1f} {(r['load_before'] if r['load_before'] is not None else float('nan')):>5.2f}"
         )
     print("time ratio / mem ratio: lifecert / the peer on the same workload (below 1: lifecert is faster / smaller)")
+    print("CPU s: user + system seconds of the process (over 1 s per second = more than one core);")
+    print("load: 1-minute load average just before the run (other work on the machine skews the times)")
 
 
 def print_quality(q, splink):
@@ -637,7 +675,12 @@ def main():
     ap.add_argument("--skip-exact", action="store_true", help="only the probabilistic workload")
     ap.add_argument("--postgres", metavar="URL", help="also run lifecert on PostgreSQL (an admin URL; needs psql)")
     ap.add_argument("--show-errors", type=int, default=10, help="wrong probable matches to print")
+    ap.add_argument("--quiet-load", type=float, default=0.0, metavar="X",
+                    help="before each measured run, wait until the 1-minute load average is below X")
+    ap.add_argument("--quiet-wait", type=float, default=600.0, metavar="SECONDS",
+                    help="the longest wait for --quiet-load (then it runs anyway; the load is printed)")
     args = ap.parse_args()
+    QUIET["below"], QUIET["max_wait"] = args.quiet_load, args.quiet_wait
 
     work = os.path.abspath(args.work)
     data = os.path.join(work, f"data-{args.pensioners}-{args.exact}-{args.probabilistic}-s{args.seed}")
