@@ -4,6 +4,7 @@
 
 mod audit;
 mod feeds;
+mod inbound;
 mod migrate;
 mod queries;
 mod records;
@@ -13,6 +14,7 @@ mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
 pub use feeds::{FeedRecordRow, JobRow, MatchCandidateRow, NewFeedRecord};
+pub use inbound::{InboundClaim, InboundKey, InboundRow};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use recovery::{

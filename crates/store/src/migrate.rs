@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_recovery.sql"),
         postgres: include_str!("../migrations/postgres/0004_recovery.sql"),
     },
+    Migration {
+        version: 6,
+        name: "inbound_messages",
+        sqlite: include_str!("../migrations/sqlite/0006_inbound_messages.sql"),
+        postgres: include_str!("../migrations/postgres/0006_inbound_messages.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
