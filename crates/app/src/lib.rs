@@ -10,6 +10,7 @@ pub mod demo_data;
 pub mod error;
 pub mod feeds;
 pub mod import;
+pub mod integration;
 pub mod jobs;
 pub mod keys;
 pub mod payments;
