@@ -36,6 +36,10 @@ else
 fi
 "$bin" user add --username fuzz --role supervisor --json | tail -n 1 > "$work/user.json"
 
+# The OpenCRVS webhook answers 503 without a shared secret; with one, unsigned fuzz
+# deliveries must get 401.
+export LIFECERT_OPENCRVS_SECRET="api-fuzz-opencrvs-shared-secret"
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" serve --addr "127.0.0.1:$port" 2>"$work/serve.log" &
 server=$!

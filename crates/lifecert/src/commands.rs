@@ -277,13 +277,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         let app = crate::demo::run(&dir, recipients, seed, &settings, out).await?;
         if serve {
             crate::demo::print_demo_accounts(&app, out).await?;
-            serve_until_stopped(
-                app,
-                addr.unwrap_or(settings.addr),
-                settings.secure_cookies,
-                out,
-            )
-            .await?;
+            serve_until_stopped(app, addr.unwrap_or(settings.addr), &settings, out).await?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -291,13 +285,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { .. } => {}
         Command::Serve { addr } => {
-            serve_until_stopped(
-                app,
-                addr.unwrap_or(settings.addr),
-                settings.secure_cookies,
-                out,
-            )
-            .await?;
+            serve_until_stopped(app, addr.unwrap_or(settings.addr), &settings, out).await?;
         }
         Command::User(UserCommand::Add {
             username,
@@ -603,10 +591,13 @@ pub async fn import_with_progress(
 async fn serve_until_stopped(
     app: App,
     addr: std::net::SocketAddr,
-    secure_cookies: bool,
+    settings: &Settings,
     out: Output,
 ) -> Result<()> {
-    let state = lifecert_web::AppState::new(app, secure_cookies);
+    let mut state = lifecert_web::AppState::new(app, settings.secure_cookies);
+    if let Some(secret) = &settings.opencrvs_secret {
+        state = state.with_opencrvs_secret(secret.clone());
+    }
     out.notice(&format!(
         "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
     ));

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use lifecert_app::feeds::MatchingSettings;
+use lifecert_app::integration::WebhookSecret;
 use lifecert_app::keys::KeySettings;
 use lifecert_crypto::Cipher;
 use lifecert_domain::feed::Sources;
@@ -24,6 +25,16 @@ struct FileSettings {
     sources: Vec<lifecert_domain::feed::SourceConfig>,
     #[serde(default)]
     matching: MatchingSettings,
+    #[serde(default)]
+    integration: IntegrationSettings,
+}
+
+/// `[integration]`: endpoints other systems push to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationSettings {
+    /// A file holding the OpenCRVS webhook's shared secret (`hub.secret`).
+    opencrvs_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +48,10 @@ pub struct Settings {
     /// The feed sources: the shipped ones with `[[sources]]` applied.
     pub sources: Sources,
     pub matching: MatchingSettings,
+    /// The OpenCRVS webhook's shared secret: `LIFECERT_OPENCRVS_SECRET`, else the file
+    /// named by `LIFECERT_OPENCRVS_SECRET_FILE` or `[integration] opencrvs_secret_file`.
+    /// Without one the webhook is off.
+    pub opencrvs_secret: Option<WebhookSecret>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -85,9 +100,29 @@ impl Settings {
         file.matching
             .validate()
             .context("the [matching] settings are not valid")?;
+        let opencrvs_secret = match env("LIFECERT_OPENCRVS_SECRET") {
+            Some(secret) => Some(
+                WebhookSecret::new(&secret).context("LIFECERT_OPENCRVS_SECRET is not usable")?,
+            ),
+            None => match env("LIFECERT_OPENCRVS_SECRET_FILE")
+                .map(PathBuf::from)
+                .or(file.integration.opencrvs_secret_file)
+            {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| {
+                        format!("cannot read the OpenCRVS secret file {}", path.display())
+                    })?;
+                    Some(WebhookSecret::new(&text).with_context(|| {
+                        format!("the OpenCRVS secret in {} is not usable", path.display())
+                    })?)
+                }
+                None => None,
+            },
+        };
         Ok(Settings {
             sources,
             matching: file.matching.clone(),
+            opencrvs_secret,
             database_url,
             addr,
             secure_cookies,
@@ -156,6 +191,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("matching.possible"), "{err:#}");
+    }
+
+    #[test]
+    fn the_opencrvs_secret_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("opencrvs.secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let config = write(
+            &dir,
+            &format!(
+                "[integration]\nopencrvs_secret_file = {:?}\n",
+                secret.display().to_string()
+            ),
+        );
+        assert!(Settings::load(Some(&config), None)
+            .unwrap()
+            .opencrvs_secret
+            .is_some());
+        std::fs::write(&secret, "short\n").unwrap();
+        let err = Settings::load(Some(&config), None).unwrap_err();
+        assert!(format!("{err:#}").contains("at least 16"), "{err:#}");
+        std::fs::remove_file(&secret).unwrap();
+        let err = Settings::load(Some(&config), None).unwrap_err();
+        assert!(format!("{err:#}").contains("opencrvs.secret"), "{err:#}");
     }
 
     #[test]

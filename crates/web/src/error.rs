@@ -25,8 +25,10 @@ impl ApiError {
 fn status_of(code: &str) -> StatusCode {
     match code {
         "invalid_input" | "invalid_argument" => StatusCode::UNPROCESSABLE_ENTITY,
-        "bad_request" => StatusCode::BAD_REQUEST,
-        "unauthenticated" | "invalid_credentials" | "session_expired" => StatusCode::UNAUTHORIZED,
+        "bad_request" | "invalid_envelope" => StatusCode::BAD_REQUEST,
+        "unauthenticated" | "invalid_credentials" | "session_expired" | "invalid_signature" => {
+            StatusCode::UNAUTHORIZED
+        }
         "forbidden" | "maker_checker" | "out_of_region" | "csrf_failed" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
         "account_locked" => StatusCode::TOO_MANY_REQUESTS,
@@ -39,7 +41,9 @@ fn status_of(code: &str) -> StatusCode {
         | "month_closed"
         | "earlier_month_open"
         | "month_before_closed"
-        | "appeal_window_closed" => StatusCode::CONFLICT,
+        | "appeal_window_closed"
+        | "message_id_reused" => StatusCode::CONFLICT,
+        "webhook_not_configured" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -48,7 +52,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.0.code();
         let status = status_of(code);
-        let (code, message) = if status.is_server_error() {
+        // Only an unexpected failure is hidden; a service that is switched off (503)
+        // says so.
+        let (code, message) = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.0, "request failed");
             (
                 "internal_error",

@@ -15,6 +15,7 @@ pub use openapi::ApiDoc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::Router;
+use lifecert_app::integration::WebhookSecret;
 use lifecert_app::App;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Send cookies with `Secure` (behind TLS).
     pub secure_cookies: bool,
+    /// The OpenCRVS webhook's shared secret; without one the webhook answers 503.
+    pub opencrvs_secret: Option<Arc<WebhookSecret>>,
 }
 
 impl AppState {
@@ -41,7 +44,14 @@ impl AppState {
             app,
             metrics: Arc::new(metrics::Metrics::default()),
             secure_cookies,
+            opencrvs_secret: None,
         }
+    }
+
+    /// Turns the OpenCRVS webhook on, with the secret its deliveries are signed with.
+    pub fn with_opencrvs_secret(mut self, secret: WebhookSecret) -> Self {
+        self.opencrvs_secret = Some(Arc::new(secret));
+        self
     }
 }
 

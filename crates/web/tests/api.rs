@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use http_body_util::BodyExt;
 use lifecert_app::access::RecipientQuery;
 use lifecert_app::certify::{CertifyRequest, RecipientRef};
+use lifecert_app::integration::WebhookSecret;
 use lifecert_app::staff::Staff;
 use lifecert_app::workflows::AppealAgainst;
 use lifecert_app::{Actor, App, Clock};
@@ -163,6 +164,9 @@ struct People {
 
 const NANJING_ID: &str = "32010219500107952X";
 
+/// The OpenCRVS webhook's shared secret in the test router.
+const OPENCRVS_SECRET: &str = "test-opencrvs-shared-secret";
+
 /// A member of staff as created by `add_user`: what they type in to log in.
 struct User {
     name: String,
@@ -300,7 +304,10 @@ impl Env {
             death_rejected,
             guangzhou,
         };
-        let router = lifecert_web::router(lifecert_web::AppState::new(app.clone(), false));
+        let router = lifecert_web::router(
+            lifecert_web::AppState::new(app.clone(), false)
+                .with_opencrvs_secret(WebhookSecret::new(OPENCRVS_SECRET).unwrap()),
+        );
         Env {
             backend,
             app,
@@ -570,20 +577,27 @@ const POLICY: [(&str, [bool; 6]); 25] = [
 ];
 
 /// The routes anyone may call, without logging in.
-const PUBLIC: [(&str, &str); 5] = [
+const PUBLIC: [(&str, &str); 6] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/auth/login"),
+    // OpenCRVS's check of a new subscription: it echoes a challenge, nothing more.
+    ("get", "/webhooks/opencrvs"),
 ];
 
 /// The routes for other systems, by API key: a staff session is no key (401).
-const API_KEY_ROUTES: [(&str, &str); 3] = [
+const API_KEY_ROUTES: [(&str, &str); 4] = [
     ("get", "/api/v1/payments/{month}/instructions"),
     ("post", "/api/v1/feeds/{source}"),
     ("get", "/api/v1/jobs/{id}"),
+    ("post", "/dci/registry/notify"),
 ];
+
+/// The routes for other systems that sign each request with a shared secret: a staff
+/// session is no signature (401).
+const SIGNED_ROUTES: [(&str, &str); 1] = [("post", "/webhooks/opencrvs")];
 
 /// A valid body for `POST /api/v1/recipients` (the import's columns).
 fn new_recipient(id_number: &str, region: &str) -> Value {
@@ -758,7 +772,11 @@ fn the_policy_table_covers_every_route_that_needs_a_login() {
         .collect();
     let needing_login: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .filter(|route| !PUBLIC.contains(route) && !API_KEY_ROUTES.contains(route))
+        .filter(|route| {
+            !PUBLIC.contains(route)
+                && !API_KEY_ROUTES.contains(route)
+                && !SIGNED_ROUTES.contains(route)
+        })
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(listed, needing_login);
@@ -775,8 +793,9 @@ async fn role_endpoint_matrix_follows_the_written_policy_and_anonymous_calls_get
         let fixture = MatrixFixture::new(&env).await;
 
         let mut wrong = Vec::new();
-        // The integration routes take an API key: a staff session of any role is none.
-        for (method, template) in API_KEY_ROUTES {
+        // The integration routes take an API key or a signature: a staff session of any
+        // role is neither.
+        for (method, template) in API_KEY_ROUTES.into_iter().chain(SIGNED_ROUTES) {
             let path = template
                 .replace("{month}", "2026-11")
                 .replace("{source}", "hospital_visit")
@@ -1824,7 +1843,7 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 32] = [
+const ROUTES: [(&str, &str); 35] = [
     ("post", "/api/v1/feeds/{source}"),
     ("get", "/api/v1/jobs/{id}"),
     ("get", "/healthz"),
@@ -1857,6 +1876,9 @@ const ROUTES: [(&str, &str); 32] = [
     ("get", "/api/v1/payments/{month}/instructions"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/verify"),
+    ("post", "/dci/registry/notify"),
+    ("post", "/webhooks/opencrvs"),
+    ("get", "/webhooks/opencrvs"),
 ];
 
 #[tokio::test]
@@ -3466,6 +3488,642 @@ async fn an_uploaded_feed_is_queued_then_ingested_and_its_job_reports_the_summar
         .await
         .unwrap();
         assert!(payload.is_empty());
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 12. Death notifications pushed by civil registration: DCI notify, OpenCRVS webhook
+// ---------------------------------------------------------------------------------
+
+/// A DCI notify envelope from `crvs.example.gov` carrying `events`.
+fn dci_notify(message_id: &str, events: Value) -> Value {
+    json!({
+        "signature": "Signature: namespace=\"dci\", algorithm=\"ed25519\", signature=\"...\"",
+        "header": {
+            "version": "1.0.0",
+            "message_id": message_id,
+            "message_ts": "2026-11-20T08:30:00+08:00",
+            "action": "notify",
+            "sender_id": "crvs.example.gov",
+            "receiver_id": "pension.example.gov",
+            "total_count": events.as_array().unwrap().len(),
+            "is_msg_encrypted": false
+        },
+        "message": {"transaction_id": "T-1", "notify_event": events}
+    })
+}
+
+/// A CRVS death event in DCI's person record (birth date and sex from the ID number).
+fn dci_death(reference_id: &str, id_number: &str, death_date: &str) -> Value {
+    let name = if id_number == NANJING_ID {
+        json!({"sur_name": "王", "given_name": "建国"})
+    } else {
+        json!({"sur_name": "欧阳", "given_name": "素心"})
+    };
+    let birthdate = format!(
+        "{}-{}-{}",
+        &id_number[6..10],
+        &id_number[10..12],
+        &id_number[12..14]
+    );
+    let male = (id_number.as_bytes()[16] - b'0') % 2 == 1;
+    json!({
+        "reference_id": reference_id,
+        "timestamp": "2026-11-20T08:29:00+08:00",
+        "data": {
+            "version": "1.0.0",
+            "reg_event_type": "death",
+            "reg_record_type": "spdci-extensions-dci:Person",
+            "reg_records": {
+                "identifier_type": "UIN",
+                "identifier": id_number,
+                "name": name,
+                "sex": if male { "male" } else { "female" },
+                "birthdate": birthdate,
+                "deathdate": death_date,
+                "address": {"region_code": "320102"}
+            }
+        }
+    })
+}
+
+async fn count(env: &Env, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(env.app.store().pool())
+        .await
+        .unwrap()
+}
+
+/// Rows that a pushed message leaves: inbound messages, feed records, audit entries.
+async fn footprint(env: &Env) -> [i64; 3] {
+    [
+        count(env, "SELECT COUNT(*) FROM inbound_messages").await,
+        count(env, "SELECT COUNT(*) FROM feed_records").await,
+        count(env, "SELECT COUNT(*) FROM audit_log").await,
+    ]
+}
+
+/// A pensioner's payment status and suspension reason, as a supervisor sees them.
+async fn payment_status(env: &Env, supervisor: &str, recipient_id: i64) -> (Value, Value) {
+    let r = env
+        .get(
+            &format!("/api/v1/recipients/{recipient_id}"),
+            Auth::Bearer(supervisor),
+        )
+        .await;
+    r.assert_status(StatusCode::OK, env.name());
+    (
+        r.body["status"].clone(),
+        r.body["suspension_reason"].clone(),
+    )
+}
+
+async fn open_cases(env: &Env, kind: &str, recipient_id: i64) -> usize {
+    env.app
+        .review_queue(&fixture_staff(), Some(kind), Some("open"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.recipient_id == recipient_id)
+        .count()
+}
+
+fn suspended_for_death() -> (Value, Value) {
+    (json!("suspended"), json!("death_reported"))
+}
+
+fn active() -> (Value, Value) {
+    (json!("active"), Value::Null)
+}
+
+#[tokio::test]
+async fn a_dci_death_notification_suspends_the_pensioner_once_however_often_it_comes() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let nanjing = env.people.nanjing.id;
+        let registry = env
+            .app
+            .create_api_key(&Actor::System, "civil-registry", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let bank = env
+            .app
+            .create_api_key(&Actor::System, "bank", &["payments".to_string()])
+            .await
+            .unwrap();
+        let sup = env.staff("sup", Role::Supervisor, "").await;
+        let stranger = id("320102", "19400101", 77);
+        let mut birth = dci_death("BR-9", &stranger, "2026-11-10");
+        birth["data"]["reg_event_type"] = "live_birth".into();
+        let message = dci_notify(
+            "msg-1",
+            json!([
+                dci_death("DR-1", NANJING_ID, "2026-11-10T23:40:00+08:00"),
+                dci_death("DR-2", &stranger, "2026-11-11"),
+                birth
+            ]),
+        );
+        let text = message.to_string();
+        let notify = "/dci/registry/notify";
+
+        // An integration with the feeds scope, and nobody else.
+        let r = env
+            .request(
+                Method::POST,
+                notify,
+                Auth::Anonymous,
+                Some(text.clone().into_bytes()),
+            )
+            .await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated", n);
+        let r = with_key(&env, Method::POST, notify, "lck_not-a-key", &text).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{n}: {}", r.text);
+        let r = with_key(&env, Method::POST, notify, &bank, &text).await;
+        r.assert_error(StatusCode::FORBIDDEN, "forbidden", n);
+        assert_eq!(footprint(&env).await[..2], [0, 0], "{n}");
+        assert_eq!(payment_status(&env, &sup, nanjing).await, active(), "{n}");
+
+        let r = with_key(&env, Method::POST, notify, &registry, &text).await;
+        r.assert_status(StatusCode::OK, n);
+        assert!(r.headers.get("x-lifecert-replayed").is_none(), "{n}");
+        let ack = &r.body;
+        assert_eq!(ack["header"]["action"], "on-notify", "{n}: {}", r.text);
+        assert_eq!(ack["header"]["status"], "succ");
+        assert_eq!(ack["header"]["receiver_id"], "crvs.example.gov");
+        assert_eq!(ack["header"]["sender_id"], "pension.example.gov");
+        assert_eq!(ack["header"]["total_count"], 3);
+        assert_eq!(ack["message"]["ack_status"], "ACK");
+        assert_eq!(ack["message"]["transaction_id"], "T-1");
+        assert_eq!(
+            ack["header"]["message_id"],
+            ack["message"]["correlation_id"]
+        );
+        let results: Vec<[&str; 3]> = ack["message"]["notify_status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                [
+                    s["reference_id"].as_str().unwrap(),
+                    s["status"].as_str().unwrap(),
+                    s["result"].as_str().unwrap(),
+                ]
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ["DR-1", "succ", "matched"],
+                ["DR-2", "succ", "unmatched"],
+                ["BR-9", "rjct", "rejected"]
+            ],
+            "{n}: {}",
+            r.text
+        );
+        assert_eq!(
+            ack["message"]["notify_status"][2]["status_reason_code"],
+            "rjct.event_type.not_supported"
+        );
+        // Nothing personal comes back.
+        for personal in [NANJING_ID, stranger.as_str(), "王", "欧阳", "1950-01-07"] {
+            assert!(!r.text.contains(personal), "{n}: {personal} in {}", r.text);
+        }
+        // The matched pensioner: suspended at once, a reviewer to confirm the death.
+        assert_eq!(
+            payment_status(&env, &sup, nanjing).await,
+            suspended_for_death(),
+            "{n}"
+        );
+        assert_eq!(open_cases(&env, "confirm_death", nanjing).await, 1, "{n}");
+        let first = r.text.clone();
+
+        // The same message again, even re-signed, re-timed and spaced otherwise: the
+        // same answer, and nothing changes.
+        let before = footprint(&env).await;
+        let mut resent = message.clone();
+        resent["signature"] = "Signature: resent".into();
+        resent["header"]["message_ts"] = "2026-11-21T02:00:00Z".into();
+        for body in [text.clone(), serde_json::to_string_pretty(&resent).unwrap()] {
+            let r = with_key(&env, Method::POST, notify, &registry, &body).await;
+            r.assert_status(StatusCode::OK, n);
+            assert_eq!(r.text, first, "{n}");
+            assert_eq!(
+                r.headers
+                    .get("x-lifecert-replayed")
+                    .map(|v| v.to_str().unwrap()),
+                Some("true"),
+                "{n}"
+            );
+        }
+        assert_eq!(footprint(&env).await, before, "{n}");
+        assert_eq!(open_cases(&env, "confirm_death", nanjing).await, 1, "{n}");
+
+        // The same message id with other content is refused, and changes nothing.
+        let mut changed = message.clone();
+        changed["message"]["notify_event"][0]["data"]["reg_records"]["deathdate"] =
+            "2026-11-09".into();
+        let r = with_key(&env, Method::POST, notify, &registry, &changed.to_string()).await;
+        r.assert_error(StatusCode::CONFLICT, "message_id_reused", n);
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("msg-1"));
+        assert_eq!(footprint(&env).await, before, "{n}");
+
+        // Another sender may use the same message id: it is another message.
+        let mut other_sender =
+            dci_notify("msg-1", json!([dci_death("DR-1", &stranger, "2026-11-11")]));
+        other_sender["header"]["sender_id"] = "crvs.other.gov".into();
+        let r = with_key(
+            &env,
+            Method::POST,
+            notify,
+            &registry,
+            &other_sender.to_string(),
+        )
+        .await;
+        r.assert_status(StatusCode::OK, n);
+        assert!(r.headers.get("x-lifecert-replayed").is_none(), "{n}");
+        assert_eq!(r.body["message"]["notify_status"][0]["result"], "unmatched");
+
+        // One audit entry a message, without personal data.
+        let r = env
+            .get(
+                "/api/v1/audit?action=inbound_message.processed",
+                Auth::Bearer(&sup),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            r.body["items"].as_array().unwrap().len(),
+            2,
+            "{n}: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains("msg-1") && r.text.contains("crvs.example.gov"),
+            "{n}"
+        );
+        for personal in [NANJING_ID, stranger.as_str(), "王", "欧阳"] {
+            assert!(!r.text.contains(personal), "{n}: {personal} in {}", r.text);
+        }
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_dci_envelope_is_refused_whole_naming_the_field() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let registry = env
+            .app
+            .create_api_key(&Actor::System, "civil-registry", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let sup = env.staff("sup", Role::Supervisor, "").await;
+        let good = dci_notify(
+            "msg-2",
+            json!([
+                dci_death("DR-1", NANJING_ID, "2026-11-10"),
+                dci_death("DR-2", &env.people.doubtful.number, "2026-11-10"),
+                dci_death("DR-3", &env.people.guangzhou.number, "2026-11-10"),
+                dci_death("DR-4", &env.people.death_confirmed.number, "2026-11-10"),
+            ]),
+        );
+        let mut no_id = good.clone();
+        no_id["header"]
+            .as_object_mut()
+            .unwrap()
+            .remove("message_id");
+        let mut bad_birth = good.clone();
+        bad_birth["message"]["notify_event"][3]["data"]["reg_records"]["birthdate"] =
+            "1950-02-30".into();
+        let mut search = good.clone();
+        search["header"]["action"] = "search".into();
+        let mut no_events = good.clone();
+        no_events["message"]["notify_event"] = json!([]);
+        let mut miscounted = good.clone();
+        miscounted["header"]["total_count"] = 5.into();
+        let cases = [
+            (no_id.to_string(), "header.message_id: is required"),
+            (
+                bad_birth.to_string(),
+                "message.notify_event[3].data.reg_records.birthdate: ",
+            ),
+            (search.to_string(), "header.action: "),
+            (no_events.to_string(), "message.notify_event: "),
+            (miscounted.to_string(), "header.total_count: "),
+            ("{\"header\": [".to_string(), "body: not valid JSON"),
+        ];
+        for (body, field) in cases {
+            let r = with_key(&env, Method::POST, "/dci/registry/notify", &registry, &body).await;
+            r.assert_error(StatusCode::BAD_REQUEST, "invalid_envelope", n);
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(field),
+                "{n}: {message} (wanted {field})"
+            );
+        }
+        // Refused whole: not one event of the message was applied.
+        assert_eq!(footprint(&env).await[..2], [0, 0], "{n}");
+        assert_eq!(
+            payment_status(&env, &sup, env.people.nanjing.id).await,
+            active(),
+            "{n}"
+        );
+        env.finish().await;
+    }
+}
+
+/// An OpenCRVS `DEATH_REGISTERED` delivery: the Task with its tracking id, an
+/// informant and the deceased.
+fn opencrvs_delivery(bundle_id: &str, tracking_id: &str, who: &Pensioner, died: &str) -> Value {
+    let birth = format!(
+        "{}-{}-{}",
+        &who.number[6..10],
+        &who.number[10..12],
+        &who.number[12..14]
+    );
+    let male = (who.number.as_bytes()[16] - b'0') % 2 == 1;
+    json!({
+        "timestamp": "2026-11-20T08:00:00.000Z",
+        "id": "webhook-subscription-1",
+        "event": {
+            "hub": {"topic": "DEATH_REGISTERED"},
+            "context": [{
+                "resourceType": "Bundle",
+                "id": bundle_id,
+                "type": "document",
+                "entry": [
+                    {"resource": {
+                        "resourceType": "Task",
+                        "focus": {"reference": "Composition/c-1"},
+                        "identifier": [{
+                            "system": "http://opencrvs.org/specs/id/death-tracking-id",
+                            "value": tracking_id
+                        }]
+                    }},
+                    {"resource": {
+                        "resourceType": "Patient", "id": "informant",
+                        "name": [{"family": ["陈"], "given": ["小红"]}]
+                    }},
+                    {"resource": {
+                        "resourceType": "Patient", "id": "deceased",
+                        "identifier": [{
+                            "value": who.number,
+                            "type": {"coding": [{
+                                "system": "http://opencrvs.org/specs/identifier-type",
+                                "code": "NATIONAL_ID"
+                            }]}
+                        }],
+                        "name": [{"family": "某", "given": ["人"]}],
+                        "gender": if male { "male" } else { "female" },
+                        "birthDate": birth,
+                        "deceasedBoolean": true,
+                        "deceasedDateTime": died
+                    }}
+                ]
+            }]
+        }
+    })
+}
+
+fn hmac_hex(parts: &[&[u8]]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(OPENCRVS_SECRET.as_bytes()).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What OpenCRVS signs: `sha256:` + encodeURIComponent(body).
+fn opencrvs_signature(body: &str) -> String {
+    let mut encoded = String::from("sha256:");
+    for b in body.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("sha256={}", hmac_hex(&[encoded.as_bytes()]))
+}
+
+fn webhook_request(
+    method: Method,
+    path: &str,
+    body: &str,
+    signatures: &[(&str, &str)],
+) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in signatures {
+        req = req.header(*name, *value);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn deliver(env: &Env, body: &str, signatures: &[(&str, &str)]) -> Reply {
+    env.send(webhook_request(
+        Method::POST,
+        "/webhooks/opencrvs",
+        body,
+        signatures,
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn an_opencrvs_death_is_applied_only_under_the_shared_secret_and_only_once() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let p = &env.people;
+        let sup = env.staff("sup", Role::Supervisor, "").await;
+        let body = opencrvs_delivery("bundle-1", "DW0AB12", &p.guangzhou, "2026-11-12").to_string();
+        let good = format!("sha256={}", hmac_hex(&[body.as_bytes()]));
+        let of_other_content = format!("sha256={}", hmac_hex(&[b"{}"]));
+        let tampered = body.replace("2026-11-12", "2026-11-02");
+
+        // Unsigned, signed wrongly, or a good signature over another body: 401, and
+        // nothing is stored or applied.
+        for (text, signatures) in [
+            (body.as_str(), vec![]),
+            (
+                body.as_str(),
+                vec![("x-hub-signature-256", of_other_content.as_str())],
+            ),
+            (
+                body.as_str(),
+                vec![("x-hub-signature", of_other_content.as_str())],
+            ),
+            (body.as_str(), vec![("x-hub-signature-256", "sha256=")]),
+            (
+                body.as_str(),
+                vec![("x-hub-signature-256", "not-a-signature")],
+            ),
+            (
+                tampered.as_str(),
+                vec![("x-hub-signature-256", good.as_str())],
+            ),
+        ] {
+            let r = deliver(&env, text, &signatures).await;
+            r.assert_error(StatusCode::UNAUTHORIZED, "invalid_signature", n);
+        }
+        assert_eq!(footprint(&env).await[..2], [0, 0], "{n}");
+        assert_eq!(
+            payment_status(&env, &sup, p.guangzhou.id).await,
+            active(),
+            "{n}"
+        );
+        assert_eq!(open_cases(&env, "confirm_death", p.guangzhou.id).await, 0);
+
+        // Signed with the shared secret: applied.
+        let r = deliver(&env, &body, &[("x-hub-signature-256", &good)]).await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (
+                &r.body["id"],
+                &r.body["topic"],
+                &r.body["event"]["reference_id"]
+            ),
+            (
+                &json!("bundle-1"),
+                &json!("DEATH_REGISTERED"),
+                &json!("DW0AB12")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        assert_eq!(r.body["event"]["result"], "matched", "{n}: {}", r.text);
+        assert!(!r.text.contains(&p.guangzhou.number), "{n}");
+        assert_eq!(
+            payment_status(&env, &sup, p.guangzhou.id).await,
+            suspended_for_death(),
+            "{n}"
+        );
+        assert_eq!(open_cases(&env, "confirm_death", p.guangzhou.id).await, 1);
+        assert_eq!(
+            count(
+                &env,
+                "SELECT COUNT(*) FROM feed_records WHERE record_id = 'opencrvs:DW0AB12'"
+            )
+            .await,
+            1,
+            "{n}"
+        );
+
+        // Delivered again (OpenCRVS retries): the same answer, nothing changes.
+        let before = footprint(&env).await;
+        let again = deliver(&env, &body, &[("x-hub-signature-256", &good)]).await;
+        again.assert_status(StatusCode::OK, n);
+        assert_eq!(again.text, r.text, "{n}");
+        assert!(again.headers.get("x-lifecert-replayed").is_some(), "{n}");
+        assert_eq!(footprint(&env).await, before, "{n}");
+
+        // The same bundle id with another death is refused.
+        let other =
+            opencrvs_delivery("bundle-1", "DW0AB12", &p.guangzhou, "2026-11-03").to_string();
+        let signature = format!("sha256={}", hmac_hex(&[other.as_bytes()]));
+        let r = deliver(&env, &other, &[("x-hub-signature-256", &signature)]).await;
+        r.assert_error(StatusCode::CONFLICT, "message_id_reused", n);
+
+        // OpenCRVS's own signature (X-Hub-Signature over the percent-encoded body).
+        let second =
+            opencrvs_delivery("bundle-2", "DW0AB13", &p.death_rejected, "2026-11-13").to_string();
+        let r = deliver(
+            &env,
+            &second,
+            &[("x-hub-signature", &opencrvs_signature(&second))],
+        )
+        .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["event"]["result"], "matched", "{n}: {}", r.text);
+        assert_eq!(
+            payment_status(&env, &sup, p.death_rejected.id).await,
+            suspended_for_death(),
+            "{n}"
+        );
+
+        // A signed but malformed delivery names the field.
+        let mut no_date = opencrvs_delivery("bundle-3", "DW0AB14", &p.doubtful, "2026-11-13");
+        no_date["event"]["context"][0]["entry"][2]["resource"]
+            .as_object_mut()
+            .unwrap()
+            .remove("deceasedDateTime");
+        let no_date = no_date.to_string();
+        let signature = format!("sha256={}", hmac_hex(&[no_date.as_bytes()]));
+        let r = deliver(&env, &no_date, &[("x-hub-signature-256", &signature)]).await;
+        r.assert_error(StatusCode::BAD_REQUEST, "invalid_envelope", n);
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("event.context[0].entry[2].resource.deceasedDateTime"));
+
+        // OpenCRVS's check of a new subscription.
+        let r = env
+            .get(
+                "/webhooks/opencrvs?mode=subscribe&challenge=c4a1%2B9&topic=DEATH_REGISTERED",
+                Auth::Anonymous,
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body, json!({"challenge": "c4a1+9"}));
+        let r = env
+            .get(
+                "/webhooks/opencrvs?mode=subscribe&challenge=c&topic=BIRTH_REGISTERED",
+                Auth::Anonymous,
+            )
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_shared_secret_the_opencrvs_webhook_is_off() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let off = lifecert_web::router(lifecert_web::AppState::new(env.app.clone(), false));
+        let body =
+            opencrvs_delivery("bundle-1", "DW0AB12", &env.people.nanjing, "2026-11-12").to_string();
+        let signature = format!("sha256={}", hmac_hex(&[body.as_bytes()]));
+        for req in [
+            webhook_request(
+                Method::POST,
+                "/webhooks/opencrvs",
+                &body,
+                &[("x-hub-signature-256", &signature)],
+            ),
+            webhook_request(
+                Method::GET,
+                "/webhooks/opencrvs?mode=subscribe&challenge=c&topic=DEATH_REGISTERED",
+                "",
+                &[],
+            ),
+        ] {
+            let res = off.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{n}");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"]["code"], "webhook_not_configured", "{n}");
+            assert!(body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("LIFECERT_OPENCRVS_SECRET"));
+        }
+        assert_eq!(footprint(&env).await[..2], [0, 0], "{n}");
         env.finish().await;
     }
 }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod certifications;
+mod dci;
 mod integration;
 mod lookups;
 mod recipients;
@@ -17,6 +18,7 @@ use axum::Router;
 pub(crate) use audit::__path_list_audit;
 pub(crate) use audit::__path_verify_audit;
 pub(crate) use certifications::__path_record_certification;
+pub(crate) use dci::{__path_dci_notify, __path_opencrvs_subscription, __path_opencrvs_webhook};
 pub(crate) use integration::{__path_get_job, __path_payment_instructions, __path_upload_feed};
 pub(crate) use lookups::{
     __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
@@ -103,6 +105,15 @@ pub fn routes() -> Router<AppState> {
             )),
         )
         .route("/api/v1/jobs/{id}", get(integration::get_job))
+        .route("/dci/registry/notify", post(dci::dci_notify))
+        .route(
+            "/webhooks/opencrvs",
+            get(dci::opencrvs_subscription)
+                .post(dci::opencrvs_webhook)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    dci::WEBHOOK_BODY_LIMIT_BYTES,
+                )),
+        )
         .route("/api/v1/audit", get(audit::list_audit))
         .route("/api/v1/audit/verify", get(audit::verify_audit))
         .fallback(system::not_found)
