@@ -9,6 +9,7 @@ use lifecert_domain::feed::{Source, SourceKind, LIFE_THRESHOLD_MILLI, LIFE_WINDO
 use lifecert_domain::{Channel, NationalId, Outcome, PaymentStatus, SuspensionReason};
 use lifecert_store::{NewFeedRecord, RecipientRow, WriteTx};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -74,6 +75,9 @@ pub struct FeedSummary {
     pub lives_certified: u64,
     pub duplicates_ignored: u64,
     pub voids_applied: u64,
+    /// `--dry-run` only: how many pensioners the exact-ID records name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients_matched: Option<u64>,
 }
 
 /// One line of `--report`: what became of each input record.
@@ -229,8 +233,146 @@ impl MatchingSettings {
     }
 }
 
-/// Records applied per transaction.
-const FEED_BATCH: usize = 1000;
+/// Records read, matched and stored per transaction.
+const CHUNK: usize = 10_000;
+/// A feed with at least this many records is matched against an in-memory table of every
+/// pensioner's ID token (loaded once) instead of one look-up per record.
+const ID_TABLE_FROM: usize = CHUNK;
+/// Pensioners whose signs of life are added up per transaction.
+const LIFE_BATCH: i64 = 1_000;
+/// EM rounds when the weights are estimated on the feed.
+const EM_ITERATIONS: usize = 10;
+
+/// ID look-up tokens of every pensioner. The tokens are keyed hashes, already uniformly
+/// spread, so the map hashes them no further.
+#[derive(Default)]
+struct IdTable(HashMap<u128, i64, std::hash::BuildHasherDefault<TokenHasher>>);
+
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl std::hash::Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// A record as the reader thread hands it over: parsed, with its ID token.
+struct Prepared {
+    record: std::result::Result<FeedRecord, String>,
+    id_key: Option<[u8; 16]>,
+}
+
+enum Checked {
+    Rejected(ReportLine),
+    Void(String, FeedRecord),
+    Ok(String, FeedRecord, NaiveDate),
+}
+
+impl Prepared {
+    fn new(
+        keys: &lifecert_crypto::KeyRing,
+        record: std::result::Result<FeedRecord, String>,
+    ) -> Self {
+        let id_key = match &record {
+            Ok(r) => normalise_id(&r.id_number)
+                .map(|id| keys.blind_index(lifecert_crypto::Field::IdNumber, id.as_str())),
+            Err(_) => None,
+        };
+        Prepared { record, id_key }
+    }
+
+    /// The record's own checks: a usable record id and event date.
+    fn checked(&mut self, today: NaiveDate) -> Checked {
+        let rec = match std::mem::replace(&mut self.record, Err(String::new())) {
+            Ok(rec) => rec,
+            Err(reason) => return Checked::Rejected(report_line("", "rejected", None, &reason)),
+        };
+        let record_id = rec.record_id.trim().to_string();
+        if record_id.is_empty() || record_id.len() > 128 || record_id.chars().any(char::is_control)
+        {
+            return Checked::Rejected(report_line(
+                &record_id,
+                "rejected",
+                None,
+                "record_id is missing or not usable",
+            ));
+        }
+        if !rec.void_of.trim().is_empty() {
+            return Checked::Void(record_id, rec);
+        }
+        match parse_event_date(&rec.event_date, today) {
+            Ok(d) => Checked::Ok(record_id, rec, d),
+            Err(reason) => Checked::Rejected(report_line(&record_id, "rejected", None, &reason)),
+        }
+    }
+}
+
+/// A record of the current run, waiting to be stored.
+struct Planned {
+    /// Its report line's position in the chunk.
+    line: usize,
+    record_id: String,
+    rec: FeedRecord,
+    event: NaiveDate,
+    recipient: Option<i64>,
+}
+
+struct IngestState<'a> {
+    summary: &'a mut FeedSummary,
+    matcher: Option<std::sync::Arc<Matcher>>,
+    id_table: Option<IdTable>,
+    /// `--dry-run`: pensioner → summed weight of their records.
+    matched: HashMap<i64, i64>,
+    /// ID-less records waiting for probabilistic matching, in order.
+    prob: Vec<lifecert_matching::Person>,
+}
+
+impl IngestState<'_> {
+    fn prob_records(&mut self, rec: &FeedRecord) {
+        self.prob.push(person_of(rec));
+    }
+}
+
+fn report_line(
+    record_id: &str,
+    class: &'static str,
+    recipient_id: Option<i64>,
+    reason: &str,
+) -> ReportLine {
+    ReportLine {
+        record_id: record_id.to_string(),
+        class,
+        score: None,
+        recipient_id,
+        reason: reason.to_string(),
+    }
+}
+
+fn unmatched_line(record_id: &str, rec: &FeedRecord) -> ReportLine {
+    let reason = if rec.id_number.trim().is_empty() {
+        "no ID number"
+    } else {
+        "no pensioner with this ID number"
+    };
+    report_line(record_id, "unmatched", None, reason)
+}
+
+fn class_name(c: lifecert_matching::Class) -> &'static str {
+    match c {
+        lifecert_matching::Class::Probable => "probable",
+        lifecert_matching::Class::Possible => "possible",
+        lifecert_matching::Class::Unmatched => "unmatched",
+    }
+}
 
 fn parse_event_date(s: &str, today: NaiveDate) -> std::result::Result<NaiveDate, String> {
     let d = lifecert_domain::parse_date(s).map_err(|e| format!("event_date: {e}"))?;
@@ -363,194 +505,501 @@ impl App {
     async fn ingest(
         &self,
         source: &Source,
-        mut reader: Reader,
+        reader: Reader,
         report: &mut (dyn FnMut(ReportLine) + Send),
     ) -> Result<FeedSummary> {
+        self.ingest_with(source, reader, report, false).await
+    }
+
+    /// Reads, matches and classifies a feed file without storing or changing anything: what
+    /// an ingest would match, for checking a new feed (`feed ingest --dry-run`).
+    pub async fn preview_feed(
+        &self,
+        source: &Source,
+        path: &Path,
+        format: FeedFormat,
+        report: &mut (dyn FnMut(ReportLine) + Send),
+    ) -> Result<FeedSummary> {
+        self.ingest_with(source, Reader::open(path, format)?, report, true)
+            .await
+    }
+
+    /// The pipeline: a reader thread parses and prepares chunks of records (ID numbers
+    /// normalised and turned into look-up tokens) while the previous chunk is matched and
+    /// stored in one transaction. Signs of life are added up per pensioner once the whole
+    /// feed is in (see [`App::apply_pending_life_signs`]).
+    async fn ingest_with(
+        &self,
+        source: &Source,
+        mut reader: Reader,
+        report: &mut (dyn FnMut(ReportLine) + Send),
+        dry_run: bool,
+    ) -> Result<FeedSummary> {
+        let started = std::time::Instant::now();
         let actor = Actor::Integration(source.name.to_string());
         let mut summary = FeedSummary::default();
         let today = self.today();
-        let mut matcher: Option<Matcher> = None;
-        let mut done = false;
-        while !done {
-            let mut tx = self.store.begin_write().await?;
-            for _ in 0..FEED_BATCH {
-                let Some(next) = reader.next() else {
-                    done = true;
-                    break;
-                };
-                summary.records += 1;
-                let line = match next {
-                    Ok(record) => {
-                        self.apply_record(
-                            &mut tx,
-                            &actor,
-                            source,
-                            &record,
-                            today,
-                            &mut summary,
-                            &mut matcher,
-                        )
-                        .await?
-                    }
-                    Err(reason) => ReportLine {
-                        record_id: String::new(),
-                        class: "rejected",
-                        score: None,
-                        recipient_id: None,
-                        reason,
-                    },
-                };
+        let (tx_chunks, mut chunks) = tokio::sync::mpsc::channel::<Vec<Prepared>>(2);
+        let keys = self.keys.clone();
+        let reading = tokio::task::spawn_blocking(move || loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
+                match reader.next() {
+                    Some(r) => chunk.push(Prepared::new(&keys, r)),
+                    None => break,
+                }
+            }
+            let last = chunk.len() < CHUNK;
+            if chunk.is_empty() || tx_chunks.blocking_send(chunk).is_err() || last {
+                return;
+            }
+        });
+        let mut st = IngestState {
+            summary: &mut summary,
+            matcher: None,
+            id_table: None,
+            matched: HashMap::new(),
+            prob: Vec::new(),
+        };
+        while let Some(chunk) = chunks.recv().await {
+            if st.id_table.is_none() && chunk.len() >= ID_TABLE_FROM {
+                st.id_table = Some(self.load_id_table().await?);
+            }
+            let lines = if dry_run {
+                self.preview_chunk(source, chunk, today, &mut st).await?
+            } else {
+                let mut tx = self.store.begin_write().await?;
+                let lines = self
+                    .apply_chunk(&mut tx, &actor, source, chunk, today, &mut st)
+                    .await?;
+                tx.commit().await?;
+                lines
+            };
+            for line in lines {
+                let s = &mut *st.summary;
+                s.records += 1;
                 match line.class {
-                    "exact" => summary.exact += 1,
-                    "probable" => summary.probable += 1,
-                    "possible" => summary.possible += 1,
-                    "unmatched" => summary.unmatched += 1,
-                    "rejected" => summary.rejected += 1,
-                    "duplicate" => summary.duplicates_ignored += 1,
+                    "exact" => s.exact += 1,
+                    "probable" => s.probable += 1,
+                    "possible" => s.possible += 1,
+                    "unmatched" => s.unmatched += 1,
+                    "rejected" => s.rejected += 1,
+                    "duplicate" => s.duplicates_ignored += 1,
                     _ => {}
                 }
                 report(line);
             }
-            tx.commit().await?;
+        }
+        reading
+            .await
+            .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
+        let matched = st.matched.len() as u64;
+        tracing::info!(
+            records = summary.records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "feed read, matched and stored"
+        );
+        if dry_run {
+            summary.recipients_matched = Some(matched);
+        } else {
+            self.apply_pending_life_signs(&actor, &mut summary).await?;
+            tracing::info!(
+                certified = summary.lives_certified,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "signs of life applied"
+            );
         }
         Ok(summary)
     }
 
+    /// Every pensioner's ID look-up token, for matching a large feed in memory.
+    async fn load_id_table(&self) -> Result<IdTable> {
+        let mut table = IdTable::default();
+        let mut after = 0;
+        loop {
+            let page = self.store.id_index_page(after, 50_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            for (id, bidx) in page {
+                if let Ok(key) = <[u8; 16]>::try_from(bidx.as_slice()) {
+                    table.0.insert(u128::from_le_bytes(key), id);
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    /// The pensioner a prepared record's ID number names, if any.
+    async fn exact_id(
+        &self,
+        tx: Option<&mut WriteTx>,
+        table: Option<&IdTable>,
+        key: Option<[u8; 16]>,
+    ) -> Result<Option<i64>> {
+        let Some(key) = key else { return Ok(None) };
+        if let Some(t) = table {
+            return Ok(t.0.get(&u128::from_le_bytes(key)).copied());
+        }
+        let row = match tx {
+            Some(tx) => tx.recipient_by_bidx(&key).await?,
+            None => self.store.recipient_by_bidx(&key).await?,
+        };
+        Ok(row.map(|r| r.id))
+    }
+
+    async fn preview_chunk(
+        &self,
+        source: &Source,
+        chunk: Vec<Prepared>,
+        today: NaiveDate,
+        st: &mut IngestState<'_>,
+    ) -> Result<Vec<ReportLine>> {
+        let mut lines = Vec::with_capacity(chunk.len());
+        let mut pending_prob = Vec::new();
+        for mut p in chunk {
+            let (record_id, rec) = match p.checked(today) {
+                Checked::Rejected(line) => {
+                    lines.push(line);
+                    continue;
+                }
+                Checked::Void(record_id, _) => {
+                    lines.push(report_line(
+                        &record_id,
+                        "exact",
+                        None,
+                        "a correction (void_of)",
+                    ));
+                    continue;
+                }
+                Checked::Ok(record_id, rec, _) => (record_id, rec),
+            };
+            match self.exact_id(None, st.id_table.as_ref(), p.id_key).await? {
+                Some(id) => {
+                    let e = st.matched.entry(id).or_insert(0);
+                    *e += source.weight_milli.max(1);
+                    lines.push(report_line(
+                        &record_id,
+                        "exact",
+                        Some(id),
+                        "matched by ID number",
+                    ));
+                }
+                None if !rec.name.trim().is_empty() => {
+                    pending_prob.push(lines.len());
+                    lines.push(report_line(&record_id, "unmatched", None, ""));
+                    st.prob_records(&rec);
+                }
+                None => lines.push(unmatched_line(&record_id, &rec)),
+            }
+        }
+        let results = self.match_probabilistic(st).await?;
+        for (i, m) in pending_prob.into_iter().zip(results) {
+            let line = &mut lines[i];
+            line.class = class_name(m.class);
+            line.score = m.score.is_finite().then_some(m.score);
+            line.recipient_id = m.candidate_id;
+            line.reason = match m.class {
+                lifecert_matching::Class::Unmatched => {
+                    "no pensioner matches by name, birth date, gender and region".into()
+                }
+                _ => format!(
+                    "{} match by name, birth date, gender and region",
+                    line.class
+                ),
+            };
+        }
+        Ok(lines)
+    }
+
+    /// Matches the ID-less records collected in `st` (building the matcher the first time).
+    async fn match_probabilistic(
+        &self,
+        st: &mut IngestState<'_>,
+    ) -> Result<Vec<lifecert_matching::MatchResult>> {
+        let people = std::mem::take(&mut st.prob);
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        if st.matcher.is_none() {
+            st.matcher = Some(std::sync::Arc::new(self.build_matcher(&people).await?));
+        }
+        let Some(matcher) = st.matcher.clone() else {
+            return Ok(Vec::new());
+        };
+        tokio::task::spawn_blocking(move || matcher.classify_all(&people))
+            .await
+            .map_err(|e| AppError::Io(format!("matching stopped: {e}")))
+    }
+
     #[allow(clippy::too_many_arguments)]
-    async fn apply_record(
+    async fn apply_chunk(
         &self,
         tx: &mut WriteTx,
         actor: &Actor,
         source: &Source,
-        rec: &FeedRecord,
+        chunk: Vec<Prepared>,
         today: NaiveDate,
-        summary: &mut FeedSummary,
-        matcher: &mut Option<Matcher>,
-    ) -> Result<ReportLine> {
-        let record_id = rec.record_id.trim().to_string();
-        let line = |class, recipient_id, reason: String| ReportLine {
-            record_id: record_id.clone(),
-            class,
-            score: None,
-            recipient_id,
-            reason,
-        };
-        if record_id.is_empty() || record_id.len() > 128 || record_id.chars().any(char::is_control)
-        {
-            return Ok(line(
-                "rejected",
-                None,
-                "record_id is missing or not usable".into(),
-            ));
-        }
-        if !rec.void_of.trim().is_empty() {
-            return self
-                .apply_void(tx, actor, source, rec, &record_id, summary)
-                .await;
-        }
-        let event = match parse_event_date(&rec.event_date, today) {
-            Ok(d) => d,
-            Err(reason) => return Ok(line("rejected", None, reason)),
-        };
-        let recipient = match normalise_id(&rec.id_number) {
-            Some(id) => tx.recipient_by_bidx(&self.id_bidx(&id)).await?,
-            None => None,
-        };
-        // Without an exact ID match, the record is compared with every pensioner by name,
-        // birth date, gender and region. A probable match never changes a payment by
-        // itself: it opens a review case.
-        let probabilistic = match (&recipient, rec.name.trim().is_empty()) {
-            (None, false) => {
-                if matcher.is_none() {
-                    *matcher = Some(self.build_matcher().await?);
+        st: &mut IngestState<'_>,
+    ) -> Result<Vec<ReportLine>> {
+        let mut lines: Vec<ReportLine> = Vec::with_capacity(chunk.len());
+        // Records are stored in runs; a correction (void_of) ends a run, so that it sees
+        // every record before it.
+        let mut run: Vec<Planned> = Vec::new();
+        for mut p in chunk {
+            match p.checked(today) {
+                Checked::Rejected(line) => lines.push(line),
+                Checked::Void(record_id, rec) => {
+                    self.store_run(tx, actor, source, std::mem::take(&mut run), &mut lines, st)
+                        .await?;
+                    let line = self
+                        .apply_void(tx, actor, source, &rec, &record_id, st.summary)
+                        .await?;
+                    lines.push(line);
                 }
-                matcher.as_ref().map(|m| m.classify(rec))
-            }
-            _ => None,
-        };
-        let class = match (&recipient, &probabilistic) {
-            (Some(_), _) => "exact",
-            (None, Some(m)) if m.class == lifecert_matching::Class::Probable => "probable",
-            (None, Some(m)) if m.class == lifecert_matching::Class::Possible => "possible",
-            _ => "unmatched",
-        };
-        if let Some(r) = &recipient {
-            if event < parse_stored_date(&r.birth_date)? {
-                return Ok(line(
-                    "rejected",
-                    Some(r.id),
-                    format!("event_date {event} is before the pensioner's birth date"),
-                ));
+                Checked::Ok(record_id, rec, event) => {
+                    let recipient = self
+                        .exact_id(Some(tx), st.id_table.as_ref(), p.id_key)
+                        .await?;
+                    if recipient.is_none() && !rec.name.trim().is_empty() {
+                        st.prob_records(&rec);
+                    }
+                    run.push(Planned {
+                        line: lines.len(),
+                        record_id,
+                        rec,
+                        event,
+                        recipient,
+                    });
+                    lines.push(report_line("", "unmatched", None, ""));
+                }
             }
         }
-        let stored = tx
-            .insert_feed_record(
-                &NewFeedRecord {
+        self.store_run(tx, actor, source, run, &mut lines, st)
+            .await?;
+        Ok(lines)
+    }
+
+    /// Stores a run of records in bulk and applies what cannot wait for the end of the
+    /// feed (deaths, imprisonment, probable matches); fills in their report lines.
+    async fn store_run(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        source: &Source,
+        mut run: Vec<Planned>,
+        lines: &mut [ReportLine],
+        st: &mut IngestState<'_>,
+    ) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        // Matching of the ID-less records of the run.
+        let prob_results = self.match_probabilistic(st).await?;
+        let mut prob = prob_results.into_iter();
+        let mut matches: Vec<Option<lifecert_matching::MatchResult>> =
+            Vec::with_capacity(run.len());
+        for p in &run {
+            matches.push(if p.recipient.is_none() && !p.rec.name.trim().is_empty() {
+                prob.next()
+            } else {
+                None
+            });
+        }
+        let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
+        let rows: HashMap<i64, RecipientRow> = tx
+            .recipients_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        // What each record is, and the records to store.
+        let mut seen = std::collections::HashSet::new();
+        let mut classes = Vec::with_capacity(run.len());
+        for (p, m) in run.iter_mut().zip(&matches) {
+            let line = &mut lines[p.line];
+            line.record_id = p.record_id.clone();
+            if let Some(id) = p.recipient {
+                match rows.get(&id) {
+                    Some(r) if p.event < parse_stored_date(&r.birth_date)? => {
+                        *line = report_line(
+                            &p.record_id,
+                            "rejected",
+                            Some(id),
+                            &format!(
+                                "event_date {} is before the pensioner's birth date",
+                                p.event
+                            ),
+                        );
+                        classes.push(None);
+                        continue;
+                    }
+                    Some(_) => {}
+                    // Removed since the table was loaded: treated as not found.
+                    None => p.recipient = None,
+                }
+            }
+            if !seen.insert(p.record_id.clone()) {
+                *line = report_line(
+                    &p.record_id,
+                    "duplicate",
+                    p.recipient,
+                    "this record id appears twice in the feed",
+                );
+                classes.push(None);
+                continue;
+            }
+            let class = match (p.recipient, m) {
+                (Some(_), _) => "exact",
+                (None, Some(m)) => class_name(m.class),
+                (None, None) => "unmatched",
+            };
+            classes.push(Some(class));
+        }
+        let now = self.now_string();
+        let event_strings: Vec<String> = run.iter().map(|p| date_str(p.event)).collect();
+        let new_records: Vec<NewFeedRecord> = run
+            .iter()
+            .zip(&classes)
+            .zip(&event_strings)
+            .filter_map(|((p, c), e)| {
+                c.map(|class| NewFeedRecord {
                     source: &source.name,
-                    record_id: &record_id,
+                    record_id: &p.record_id,
                     kind: source.kind.as_str(),
-                    recipient_id: recipient.as_ref().map(|r| r.id),
+                    recipient_id: p.recipient,
                     class,
-                    event_date: Some(&date_str(event)),
+                    event_date: Some(e),
                     weight_milli: source.weight_milli,
                     void_of: None,
-                },
-                &self.now_string(),
-            )
-            .await?;
-        if stored.is_none() {
-            return Ok(line(
-                "duplicate",
-                recipient.map(|r| r.id),
-                "this record id was received before".into(),
-            ));
-        }
-        let Some(r) = recipient else {
-            if let Some(m) = probabilistic.filter(|_| class != "unmatched") {
-                let candidate = m.candidate_id;
-                let mut reason = format!("{class} match by name, birth date, gender and region");
-                if class == "probable" {
-                    if let Some(c) = candidate {
-                        self.open_review_case(
-                            tx,
-                            actor,
-                            c,
-                            "probable_match",
-                            None,
-                            serde_json::json!({"source": source.name, "record_id": record_id, "kind": source.kind.as_str(), "event_date": date_str(event), "score": m.score}),
-                        )
-                        .await?;
-                        summary.reviews_opened += 1;
-                        reason.push_str(": review opened, payment unchanged");
+                })
+            })
+            .collect();
+        let inserted = tx.insert_feed_records(&new_records, false, &now).await?;
+        drop(new_records);
+        for ((p, class), m) in run.iter().zip(classes).zip(matches) {
+            let Some(class) = class else { continue };
+            let line = &mut lines[p.line];
+            if !inserted.contains(&p.record_id) {
+                *line = report_line(
+                    &p.record_id,
+                    "duplicate",
+                    p.recipient,
+                    "this record id was received before",
+                );
+                continue;
+            }
+            line.class = class;
+            line.recipient_id = p.recipient;
+            if let Some(id) = p.recipient {
+                line.reason = match source.kind {
+                    SourceKind::Life => {
+                        "sign of life recorded; signs are added up per pensioner when the feed is in".into()
                     }
-                }
-                return Ok(ReportLine {
-                    record_id: record_id.clone(),
-                    class,
-                    score: Some(m.score),
-                    recipient_id: candidate,
-                    reason,
-                });
+                    SourceKind::Death => {
+                        let r = self.current_row(tx, id).await?;
+                        self.apply_death(tx, actor, source, &r, p.event, &p.record_id, st.summary)
+                            .await?
+                    }
+                    SourceKind::Imprisonment => {
+                        let r = self.current_row(tx, id).await?;
+                        self.apply_imprisonment(tx, actor, &r, &p.record_id).await?
+                    }
+                };
+                continue;
             }
-            let reason = if rec.id_number.trim().is_empty() {
-                "no ID number"
-            } else {
-                "no pensioner with this ID number"
+            let Some(m) = m.filter(|_| class != "unmatched") else {
+                line.reason = unmatched_line(&p.record_id, &p.rec).reason;
+                continue;
             };
-            return Ok(line("unmatched", None, reason.into()));
-        };
-        let reason = match source.kind {
-            SourceKind::Death => {
-                self.apply_death(tx, actor, source, &r, event, &record_id, summary)
-                    .await?
+            line.score = Some(m.score);
+            line.recipient_id = m.candidate_id;
+            line.reason = format!("{class} match by name, birth date, gender and region");
+            if let (lifecert_matching::Class::Probable, Some(c)) = (m.class, m.candidate_id) {
+                self.open_review_case(
+                    tx,
+                    actor,
+                    c,
+                    "probable_match",
+                    None,
+                    serde_json::json!({"source": source.name, "record_id": p.record_id, "kind": source.kind.as_str(), "event_date": date_str(p.event), "score": m.score}),
+                )
+                .await?;
+                st.summary.reviews_opened += 1;
+                line.reason.push_str(": review opened, payment unchanged");
             }
-            SourceKind::Life => {
-                self.apply_life(tx, actor, &r, event, &record_id, summary)
-                    .await?
+        }
+        Ok(())
+    }
+
+    async fn current_row(&self, tx: &mut WriteTx, id: i64) -> Result<RecipientRow> {
+        tx.recipient_by_id(id)
+            .await?
+            .ok_or_else(|| AppError::Corrupt(format!("pensioner {id} vanished during the feed")))
+    }
+
+    /// Adds up the signs of life not yet applied, pensioner by pensioner: each one whose
+    /// signs within 90 days reach 1.0 gets one passive `pass` certification, dated at the
+    /// latest sign that reaches it. Also finishes the work of a feed that stopped half-way.
+    pub async fn apply_pending_life_signs(
+        &self,
+        actor: &Actor,
+        summary: &mut FeedSummary,
+    ) -> Result<()> {
+        loop {
+            let mut tx = self.store.begin_write().await?;
+            let ids = tx.pending_life_recipients(LIFE_BATCH).await?;
+            if ids.is_empty() {
+                tx.commit().await?;
+                return Ok(());
             }
-            SourceKind::Imprisonment => self.apply_imprisonment(tx, actor, &r, &record_id).await?,
-        };
-        Ok(line("exact", Some(r.id), reason))
+            let Some(earliest) = tx.earliest_pending_life_sign(&ids).await? else {
+                tx.mark_life_signs_applied(&ids).await?;
+                tx.commit().await?;
+                continue;
+            };
+            let from = parse_stored_date(&earliest)? - Duration::days(LIFE_WINDOW_DAYS - 1);
+            let mut signs: HashMap<i64, Vec<(NaiveDate, i64, bool)>> = HashMap::new();
+            for s in tx.life_signs_of(&ids, &date_str(from)).await? {
+                signs.entry(s.recipient_id).or_default().push((
+                    parse_stored_date(&s.event_date)?,
+                    s.weight_milli,
+                    s.pending,
+                ));
+            }
+            let mut rows = tx.recipients_by_ids(&ids).await?;
+            rows.sort_by_key(|r| r.id);
+            let mut plain = Vec::new();
+            for r in rows {
+                let mine = signs.remove(&r.id).unwrap_or_default();
+                let decision = life_decision(&r, mine)?;
+                if let Some((after, death)) = decision.doubtful {
+                    self.open_review_case(
+                        &mut tx,
+                        actor,
+                        r.id,
+                        "doubtful_certification",
+                        None,
+                        serde_json::json!({"conflict": "sign of life after a reported death", "event_date": date_str(after), "death_date": date_str(death)}),
+                    )
+                    .await?;
+                    summary.reviews_opened += 1;
+                }
+                let Some((date, weight)) = decision.certify else {
+                    continue;
+                };
+                summary.lives_certified += 1;
+                if r.status == "active" {
+                    // Nothing to lift: stored in bulk below.
+                    plain.push((r, date, weight));
+                    continue;
+                }
+                self.certify_recipient(&mut tx, actor, &passive_pass(r.id, date, weight), r)
+                    .await?;
+            }
+            self.certify_active_in_bulk(&mut tx, actor, plain).await?;
+            tx.mark_life_signs_applied(&ids).await?;
+            tx.commit().await?;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -595,69 +1044,60 @@ impl App {
         )
     }
 
-    async fn apply_life(
+    /// Passive passes for pensioners being paid with nothing to lift: the certification
+    /// rows and due dates written a few statements per thousand pensioners, each with its
+    /// audit entry as if certified one by one.
+    async fn certify_active_in_bulk(
         &self,
         tx: &mut WriteTx,
         actor: &Actor,
-        r: &RecipientRow,
-        event: NaiveDate,
-        record_id: &str,
-        summary: &mut FeedSummary,
-    ) -> Result<String> {
-        if r.status == "terminated" {
-            return Ok("payment is terminated".into());
+        plain: Vec<(RecipientRow, NaiveDate, i64)>,
+    ) -> Result<()> {
+        if plain.is_empty() {
+            return Ok(());
         }
-        if let Some(death) = r.death_date.as_deref().map(parse_stored_date).transpose()? {
-            if event > death {
-                self.open_review_case(
-                    tx,
-                    actor,
-                    r.id,
-                    "doubtful_certification",
-                    None,
-                    serde_json::json!({"conflict": "sign of life after a reported death", "record_id": record_id, "event_date": date_str(event), "death_date": date_str(death)}),
-                )
-                .await?;
-                summary.reviews_opened += 1;
-                return Ok(
-                    "sign of life after the reported death date: doubtful, review opened".into(),
-                );
-            }
-        }
-        let from = event - Duration::days(LIFE_WINDOW_DAYS - 1);
-        let (weight, latest) = tx
-            .life_signs(r.id, &date_str(from), &date_str(event))
-            .await?;
-        if weight < LIFE_THRESHOLD_MILLI {
-            return Ok(format!(
-                "sign of life recorded ({:.1} of 1.0 within {LIFE_WINDOW_DAYS} days)",
-                weight as f64 / 1000.0
+        let now = self.now_string();
+        let mut rows = Vec::with_capacity(plain.len());
+        let mut due = Vec::with_capacity(plain.len());
+        for (r, date, weight) in &plain {
+            let req = passive_pass(r.id, *date, *weight);
+            rows.push(lifecert_store::CertificationRow {
+                recipient_id: r.id,
+                channel: req.channel.as_str().to_string(),
+                certified_on: date_str(*date),
+                recorded_at: now.clone(),
+                actor: actor.label(),
+                region_code: Some(r.region_code.clone()),
+                outcome: req.outcome.as_str().to_string(),
+                reason: None,
+                evidence: req.evidence,
+            });
+            let birth = parse_stored_date(&r.birth_date)?;
+            due.push((
+                r.id,
+                date_str(*date),
+                date_str(self.policy().next_due_on(*date, birth)),
             ));
         }
-        let latest = latest
-            .as_deref()
-            .map(parse_stored_date)
-            .transpose()?
-            .unwrap_or(event);
-        if latest <= crate::recipients::effective_certified_on(r)? {
-            return Ok("signs of life add up, but a newer certification is on record".into());
+        let ids = tx.insert_certifications(&rows).await?;
+        let dates: HashMap<i64, &str> = due.iter().map(|(id, d, _)| (*id, d.as_str())).collect();
+        for (certification_id, recipient_id) in ids {
+            self.audit(
+                tx,
+                actor,
+                "certification.recorded",
+                Some(recipient_id),
+                serde_json::json!({
+                    "certification_id": certification_id,
+                    "channel": Channel::PassiveData.as_str(),
+                    "certified_on": dates.get(&recipient_id),
+                    "outcome": Outcome::Pass.as_str(),
+                    "reason": serde_json::Value::Null,
+                }),
+            );
         }
-        self.certify_in(
-            tx,
-            actor,
-            &CertifyRequest {
-                recipient: RecipientRef::Id(r.id),
-                channel: Channel::PassiveData,
-                date: latest,
-                outcome: Outcome::Pass,
-                reason: None,
-                region_code: None,
-                evidence: Some(serde_json::json!({"feed_record": record_id, "window_weight": weight as f64 / 1000.0}).to_string()),
-            },
-        )
-        .await?;
-        summary.lives_certified += 1;
-        Ok(format!("passive certification dated {latest}"))
+        tx.set_certified_many(&due, &now).await?;
+        Ok(())
     }
 
     async fn apply_imprisonment(
@@ -783,20 +1223,120 @@ fn feed_gender(s: &str) -> Option<lifecert_domain::Gender> {
     }
 }
 
+/// What one pensioner's signs of life, `(date, weight, pending)`, lead to.
+struct LifeDecision {
+    /// A pending sign dated after a reported death: `(latest such sign, death date)`.
+    doubtful: Option<(NaiveDate, NaiveDate)>,
+    /// A passive pass: `(date, window weight)`.
+    certify: Option<(NaiveDate, i64)>,
+}
+
+/// The latest pending sign (not after a reported death) whose 90-day window adds up to
+/// 1.0 certifies, if it is newer than the last certification.
+fn life_decision(r: &RecipientRow, mut signs: Vec<(NaiveDate, i64, bool)>) -> Result<LifeDecision> {
+    let none = LifeDecision {
+        doubtful: None,
+        certify: None,
+    };
+    if r.status == "terminated" {
+        return Ok(none);
+    }
+    signs.sort_unstable();
+    let death = r.death_date.as_deref().map(parse_stored_date).transpose()?;
+    let doubtful = death.and_then(|death| {
+        signs
+            .iter()
+            .filter(|(d, _, pending)| *pending && *d > death)
+            .map(|s| s.0)
+            .max()
+            .map(|after| (after, death))
+    });
+    // Signs are sorted, so the window's start only moves forward.
+    let mut best: Option<(NaiveDate, i64)> = None;
+    let mut start = 0;
+    let mut sum = 0;
+    for (i, &(d, w, pending)) in signs.iter().enumerate() {
+        sum += w;
+        let from = d - Duration::days(LIFE_WINDOW_DAYS - 1);
+        while signs[start].0 < from {
+            sum -= signs[start].1;
+            start += 1;
+        }
+        // Signs on the same day count together: look ahead.
+        let same_day: i64 = signs[i + 1..]
+            .iter()
+            .take_while(|s| s.0 == d)
+            .map(|s| s.1)
+            .sum();
+        if pending
+            && !matches!(death, Some(death) if d > death)
+            && sum + same_day >= LIFE_THRESHOLD_MILLI
+        {
+            best = Some((d, sum + same_day));
+        }
+    }
+    let certify = match best {
+        Some((date, _)) if date <= crate::recipients::effective_certified_on(r)? => None,
+        other => other,
+    };
+    Ok(LifeDecision { doubtful, certify })
+}
+
+fn passive_pass(recipient_id: i64, date: NaiveDate, weight: i64) -> CertifyRequest {
+    CertifyRequest {
+        recipient: RecipientRef::Id(recipient_id),
+        channel: Channel::PassiveData,
+        date,
+        outcome: Outcome::Pass,
+        reason: None,
+        region_code: None,
+        evidence: Some(
+            serde_json::json!({"window_weight": weight as f64 / 1000.0, "window_days": LIFE_WINDOW_DAYS})
+                .to_string(),
+        ),
+    }
+}
+
+fn person_of(rec: &FeedRecord) -> lifecert_matching::Person {
+    lifecert_matching::Person {
+        name: lifecert_matching::normalize::normalize_name(&rec.name),
+        birth_date: lifecert_domain::parse_date(&rec.birth_date).ok(),
+        gender: feed_gender(&rec.gender),
+        region: Some(rec.region_code.trim().to_string()).filter(|r| !r.is_empty()),
+    }
+}
+
 impl Matcher {
-    fn classify(&self, rec: &FeedRecord) -> lifecert_matching::MatchResult {
-        let person = lifecert_matching::Person {
-            name: lifecert_matching::normalize::normalize_name(&rec.name),
-            birth_date: lifecert_domain::parse_date(&rec.birth_date).ok(),
-            gender: feed_gender(&rec.gender),
-            region: Some(rec.region_code.trim().to_string()).filter(|r| !r.is_empty()),
+    /// Matches records on every core.
+    fn classify_all(
+        &self,
+        people: &[lifecert_matching::Person],
+    ) -> Vec<lifecert_matching::MatchResult> {
+        let one = |p: &lifecert_matching::Person| {
+            lifecert_matching::match_record(&self.index, &self.weights, &self.thresholds, p)
         };
-        lifecert_matching::match_record(&self.index, &self.weights, &self.thresholds, &person)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || people.len() < 2_000 {
+            return people.iter().map(one).collect();
+        }
+        let per = people.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = people
+                .chunks(per)
+                .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
     }
 }
 
 impl App {
-    async fn build_matcher(&self) -> Result<Matcher> {
+    /// The matcher over every pensioner still paid; `sample` (the feed's first ID-less
+    /// records) is what EM estimates the weights on when the settings ask for it.
+    async fn build_matcher(&self, sample: &[lifecert_matching::Person]) -> Result<Matcher> {
         let mut candidates = Vec::new();
         let mut after = 0;
         loop {
@@ -817,9 +1357,15 @@ impl App {
                 });
             }
         }
+        let index = lifecert_matching::Index::build(candidates);
+        let weights = if self.matching.weights == "estimate" {
+            lifecert_matching::Weights::estimate(&index, sample, EM_ITERATIONS)
+        } else {
+            self.matching.base_weights()
+        };
         Ok(Matcher {
-            index: lifecert_matching::Index::build(candidates),
-            weights: self.matching.base_weights(),
+            index,
+            weights,
             thresholds: self.matching.thresholds(),
         })
     }

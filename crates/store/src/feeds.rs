@@ -143,115 +143,227 @@ impl crate::Store {
     }
 }
 
-/// A background job (a feed upload being ingested).
+/// A sign of life as the pending-application pass reads it.
 #[derive(Debug, Clone)]
-pub struct JobRow {
-    pub id: i64,
-    pub kind: String,
-    pub status: String,
-    pub source: String,
-    pub format: String,
-    pub result: Option<String>,
-    pub error: Option<String>,
-    pub created_by: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+pub struct LifeSignRow {
+    pub recipient_id: i64,
+    pub event_date: String,
+    pub weight_milli: i64,
+    /// Not yet added up (received since the last application pass).
+    pub pending: bool,
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, status, source, format, result, error, created_by, created_at, finished_at";
-
-fn job_from_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
-    Ok(JobRow {
-        id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        status: r.try_get(2)?,
-        source: r.try_get(3)?,
-        format: r.try_get(4)?,
-        result: r.try_get(5)?,
-        error: r.try_get(6)?,
-        created_by: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        finished_at: r.try_get(9)?,
-    })
+/// Placeholders for a multi-row statement: `(?, ?), (?, ?)`.
+fn tuples(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
 }
+
+/// Rows per multi-row insert: well under SQLite's 32,766 bound variables.
+pub const FEED_INSERT_ROWS: usize = 2_000;
 
 impl crate::Store {
-    pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
-        let sql = self.sql(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+    /// Every pensioner's ID-number look-up token, a page at a time by id (for matching a
+    /// large feed in memory rather than one query per record).
+    pub async fn id_index_page(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let sql = self.sql("SELECT id, id_bidx FROM recipients WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
             .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    /// Claims the oldest queued job, so that several nodes never run the same one
-    /// (PostgreSQL skips rows another node has locked). Returns it with its payload.
-    pub async fn claim_job(&self, now: &str) -> Result<Option<(JobRow, Vec<u8>)>> {
-        let pick = match self.dialect {
-            crate::Dialect::Postgres => {
-                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            }
-            crate::Dialect::Sqlite => "SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1",
-        };
-        let sql = self.sql(&format!(
-            "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ({pick}) AND status = 'queued' RETURNING {JOB_COLUMNS}, payload"
-        ));
-        let row = sqlx::query(&sql)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((job_from_row(&r)?, r.try_get(10)?)))
-            .transpose()
-    }
-
-    pub async fn finish_job(
-        &self,
-        id: i64,
-        result: Option<&str>,
-        error: Option<&str>,
-        now: &str,
-    ) -> Result<()> {
-        let sql = self.sql(
-            "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?, payload = ? WHERE id = ?",
-        );
-        // The upload is personal data: it is dropped once ingested.
-        sqlx::query(&sql)
-            .bind(if error.is_some() { "failed" } else { "done" })
-            .bind(result)
-            .bind(error)
-            .bind(now)
-            .bind(Vec::<u8>::new())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 }
 
 impl WriteTx {
-    pub async fn queue_job(
+    /// Stores many records at once (at most [`FEED_INSERT_ROWS`]); returns the record ids
+    /// that were new. A record id this source sent before is left as it was.
+    pub async fn insert_feed_records(
         &mut self,
-        kind: &str,
-        source: &str,
-        format: &str,
-        payload: &[u8],
-        created_by: &str,
+        records: &[NewFeedRecord<'_>],
+        applied: bool,
         now: &str,
-    ) -> Result<i64> {
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in records.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at, applied) \
+                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id",
+                tuples(chunk.len(), 11)
+            ));
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.source)
+                    .bind(r.record_id)
+                    .bind(r.kind)
+                    .bind(r.recipient_id)
+                    .bind(r.class)
+                    .bind(r.event_date)
+                    .bind(r.weight_milli)
+                    .bind(r.void_of)
+                    .bind(0_i64)
+                    .bind(now)
+                    .bind(i64::from(
+                        applied || r.kind != "life" || r.recipient_id.is_none(),
+                    ));
+            }
+            for row in q.fetch_all(self.conn()).await? {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Pensioners (up to `limit`) with signs of life not yet applied.
+    pub async fn pending_life_recipients(&mut self, limit: i64) -> Result<Vec<i64>> {
         let sql = self.sql(
-            "INSERT INTO jobs (kind, status, source, format, payload, created_by, created_at) VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING id",
+            "SELECT DISTINCT recipient_id FROM feed_records WHERE applied = 0 AND recipient_id IS NOT NULL ORDER BY recipient_id LIMIT ?",
         );
-        let row = sqlx::query(&sql)
-            .bind(kind)
-            .bind(source)
-            .bind(format)
-            .bind(payload)
-            .bind(created_by)
-            .bind(now)
-            .fetch_one(self.conn())
-            .await?;
-        Ok(row.try_get(0)?)
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(self.conn()).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// The signs of life (not voided) of these pensioners dated on or after `from`.
+    pub async fn life_signs_of(&mut self, ids: &[i64], from: &str) -> Result<Vec<LifeSignRow>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "SELECT recipient_id, event_date, weight_milli, applied FROM feed_records \
+                 WHERE recipient_id IN ({}) AND kind = 'life' AND voided = 0 AND event_date >= ?",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.bind(from).fetch_all(self.conn()).await? {
+                out.push(LifeSignRow {
+                    recipient_id: r.try_get(0)?,
+                    event_date: r.try_get(1)?,
+                    weight_milli: r.try_get(2)?,
+                    pending: r.try_get::<i64, _>(3)? == 0,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest pending sign of life among these pensioners.
+    pub async fn earliest_pending_life_sign(&mut self, ids: &[i64]) -> Result<Option<String>> {
+        let mut earliest: Option<String> = None;
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "SELECT MIN(event_date) FROM feed_records WHERE applied = 0 AND recipient_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let row = q.fetch_one(self.conn()).await?;
+            if let Some(d) = row.try_get::<Option<String>, _>(0)? {
+                earliest = match earliest {
+                    Some(e) if e <= d => Some(e),
+                    _ => Some(d),
+                };
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// Marks these pensioners' pending signs of life applied.
+    pub async fn mark_life_signs_applied(&mut self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "UPDATE feed_records SET applied = 1 WHERE applied = 0 AND recipient_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Pensioners by id (those that exist), in no particular order.
+    pub async fn recipients_by_ids(&mut self, ids: &[i64]) -> Result<Vec<crate::RecipientRow>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "SELECT {} FROM recipients WHERE id IN ({})",
+                crate::records::RECIPIENT_COLUMNS,
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.conn()).await? {
+                out.push(crate::records::recipient_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl WriteTx {
+    /// Stores many certifications at once; returns `(certification id, recipient id)`.
+    pub async fn insert_certifications(
+        &mut self,
+        rows: &[crate::CertificationRow],
+    ) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "INSERT INTO certifications (recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence) \
+                 VALUES {} RETURNING id, recipient_id",
+                tuples(chunk.len(), 9)
+            ));
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(c.recipient_id)
+                    .bind(&c.channel)
+                    .bind(&c.certified_on)
+                    .bind(&c.recorded_at)
+                    .bind(&c.actor)
+                    .bind(&c.region_code)
+                    .bind(&c.outcome)
+                    .bind(&c.reason)
+                    .bind(&c.evidence);
+            }
+            for r in q.fetch_all(self.conn()).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets `(id, last_certified_on, next_due_on)` for many pensioners in one statement
+    /// per chunk.
+    pub async fn set_certified_many(
+        &mut self,
+        rows: &[(i64, String, String)],
+        now: &str,
+    ) -> Result<()> {
+        for chunk in rows.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "UPDATE recipients SET last_certified_on = v.column2, next_due_on = v.column3, updated_at = ? \
+                 FROM (VALUES {}) AS v WHERE recipients.id = v.column1",
+                tuples(chunk.len(), 3)
+            ));
+            let mut q = sqlx::query(&sql).bind(now);
+            for (id, last, next) in chunk {
+                q = q.bind(*id).bind(last).bind(next);
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
     }
 }
