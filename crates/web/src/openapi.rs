@@ -14,7 +14,8 @@ use utoipa::{Modify, OpenApi};
         book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records,
         list_certifications, get_certification, get_review_case, list_appeals, get_appeal,
         get_home_visit, payment_instructions, upload_feed, get_job, dci_notify, opencrvs_webhook,
-        opencrvs_subscription
+        opencrvs_subscription, list_recoveries, get_recovery,
+        request_recovery, record_recovery_payment, write_off_recovery
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)

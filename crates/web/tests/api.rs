@@ -544,7 +544,7 @@ const N: bool = false;
 /// (allowed: its 2xx; refused: 403 `forbidden`). Every authenticated route of [`ROUTES`]
 /// has a line (the test checks); `{id}` names the thing of the route's own kind.
 #[rustfmt::skip]
-const POLICY: [(&str, [bool; 6]); 25] = [
+const POLICY: [(&str, [bool; 6]); 30] = [
     //                                                   cert rev cons sup aud part
     ("GET /api/v1/recipients",                          [Y,   Y,  Y,   Y,  N,  Y]),
     ("POST /api/v1/recipients",                         [N,   N,  N,   Y,  N,  N]),
@@ -572,6 +572,11 @@ const POLICY: [(&str, [bool; 6]); 25] = [
     ("POST /api/v1/home-visits/{id}/complete",          [Y,   N,  N,   N,  N,  N]),
     ("GET /api/v1/audit",                               [N,   N,  N,   Y,  Y,  N]),
     ("GET /api/v1/audit/verify",                        [N,   N,  N,   Y,  Y,  N]),
+    ("GET /api/v1/recoveries",                          [N,   Y,  N,   Y,  Y,  N]),
+    ("GET /api/v1/recoveries/{id}",                     [N,   Y,  N,   Y,  Y,  N]),
+    ("POST /api/v1/recoveries/{id}/request",            [N,   N,  N,   Y,  N,  N]),
+    ("POST /api/v1/recoveries/{id}/payments",           [N,   N,  N,   Y,  N,  N]),
+    ("POST /api/v1/recoveries/{id}/write-off",          [N,   N,  N,   Y,  N,  N]),
     // Last: it ends the sessions the other lines use.
     ("POST /api/v1/auth/logout",                        [Y,   Y,  Y,   Y,  Y,  Y]),
 ];
@@ -626,6 +631,36 @@ fn appeal(recipient_id: i64, against: &str) -> Value {
            "grounds": "本人健在，已到社区服务中心当面核实"})
 }
 
+/// A recovery case, open: a new pensioner of 320102 paid through October whose death on
+/// 15 August is reported and confirmed, so September and October were
+/// overpaid (2 × 3,567.20 yuan). `seq` makes the ID number.
+async fn overpaid(env: &Env, seq: u32) -> i64 {
+    let number = id("320102", "19410101", seq);
+    env.app
+        .create_recipient(
+            &fixture_staff(),
+            &serde_json::from_value(new_recipient(&number, "320102")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let nid = NationalId::parse(&number).unwrap();
+    env.app
+        .report_death(
+            &Actor::Staff("clerk".into()),
+            &nid,
+            d("2026-08-15"),
+            "public_security",
+        )
+        .await
+        .unwrap();
+    env.app
+        .confirm_death(&Actor::Staff("clerk".into()), &nid)
+        .await
+        .unwrap()
+        .recovery_case_id
+        .unwrap()
+}
+
 /// A home visit booked (by the fixture's supervisor) for a pensioner, window to 10 Dec.
 async fn booked_visit(env: &Env, recipient_id: i64) -> i64 {
     env.app
@@ -656,6 +691,8 @@ struct MatrixFixture {
     case: i64,
     appeal: i64,
     visit: i64,
+    /// An open recovery case.
+    recovery: i64,
     seq: AtomicUsize,
 }
 
@@ -701,6 +738,7 @@ impl MatrixFixture {
             case,
             appeal,
             visit: booked_visit(env, p.nanjing.id).await,
+            recovery: overpaid(env, 99).await,
             seq: AtomicUsize::new(100),
         }
     }
@@ -709,6 +747,18 @@ impl MatrixFixture {
     async fn call(&self, env: &Env, endpoint: &str) -> (String, Option<Value>) {
         let (_, template) = endpoint.split_once(' ').unwrap();
         let thing = match template {
+            "/api/v1/recoveries/{id}/request" | "/api/v1/recoveries/{id}/write-off" => {
+                overpaid(env, self.seq.fetch_add(1, Ordering::SeqCst) as u32).await
+            }
+            "/api/v1/recoveries/{id}/payments" => {
+                let case = overpaid(env, self.seq.fetch_add(1, Ordering::SeqCst) as u32).await;
+                env.app
+                    .request_recovery(&fixture_staff(), case, d(TODAY), None)
+                    .await
+                    .unwrap();
+                case
+            }
+            "/api/v1/recoveries/{id}" => self.recovery,
             "/api/v1/home-visits/{id}/assign" => booked_visit(env, self.pensioner).await,
             "/api/v1/home-visits/{id}/complete" => {
                 let visit = booked_visit(env, self.pensioner).await;
@@ -742,6 +792,13 @@ impl MatrixFixture {
             "POST /api/v1/home-visits/{id}/complete" => {
                 Some(json!({"date": TODAY, "outcome": "pass"}))
             }
+            "POST /api/v1/recoveries/{id}/request" => Some(json!({"requested_on": TODAY})),
+            "POST /api/v1/recoveries/{id}/payments" => {
+                Some(json!({"amount": "100.00", "received_on": TODAY, "reference": "ICBC-1"}))
+            }
+            "POST /api/v1/recoveries/{id}/write-off" => {
+                Some(json!({"reason": "遗产不足，无法追回"}))
+            }
             _ => None,
         };
         (template.replace("{id}", &thing.to_string()), body)
@@ -754,7 +811,8 @@ fn success_of(endpoint: &str) -> StatusCode {
         | "POST /api/v1/service-records"
         | "POST /api/v1/certifications"
         | "POST /api/v1/appeals"
-        | "POST /api/v1/home-visits" => StatusCode::CREATED,
+        | "POST /api/v1/home-visits"
+        | "POST /api/v1/recoveries/{id}/payments" => StatusCode::CREATED,
         "POST /api/v1/auth/logout" => StatusCode::NO_CONTENT,
         _ => StatusCode::OK,
     }
@@ -1843,7 +1901,7 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 35] = [
+const ROUTES: [(&str, &str); 40] = [
     ("post", "/api/v1/feeds/{source}"),
     ("get", "/api/v1/jobs/{id}"),
     ("get", "/healthz"),
@@ -1876,6 +1934,11 @@ const ROUTES: [(&str, &str); 35] = [
     ("get", "/api/v1/payments/{month}/instructions"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/verify"),
+    ("get", "/api/v1/recoveries"),
+    ("get", "/api/v1/recoveries/{id}"),
+    ("post", "/api/v1/recoveries/{id}/request"),
+    ("post", "/api/v1/recoveries/{id}/payments"),
+    ("post", "/api/v1/recoveries/{id}/write-off"),
     ("post", "/dci/registry/notify"),
     ("post", "/webhooks/opencrvs"),
     ("get", "/webhooks/opencrvs"),
@@ -4124,6 +4187,319 @@ async fn without_a_shared_secret_the_opencrvs_webhook_is_off() {
                 .contains("LIFECERT_OPENCRVS_SECRET"));
         }
         assert_eq!(footprint(&env).await[..2], [0, 0], "{n}");
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 18. Recovery cases (追回)
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn recovery_cases_are_requested_paid_back_and_written_off_over_the_api() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let sup1 = env.staff("sup1", Role::Supervisor, "3201").await;
+        let sup2 = env.staff("sup2", Role::Supervisor, "3201").await;
+        let sup3 = env.staff("sup3", Role::Supervisor, "3201").await;
+        let rev = env.staff("rev", Role::Reviewer, "3201").await;
+        let auditor = env.staff("aud", Role::Auditor, "").await;
+        let guangdong = env.staff("gd", Role::Supervisor, "44").await;
+        let case = overpaid(&env, 1).await;
+        let path = format!("/api/v1/recoveries/{case}");
+
+        // Listed and read, with its amounts, by reviewers (and filtered).
+        let r = env
+            .get("/api/v1/recoveries?status=open", Auth::Bearer(&rev))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(ids_of(&r.body), BTreeSet::from([case]), "{n}");
+        let item = &r.body["items"][0];
+        assert_eq!(
+            (
+                &item["status"],
+                &item["amount_fen"],
+                &item["outstanding_fen"],
+                &item["region_code"],
+                &item["months"]
+            ),
+            (
+                &json!("open"),
+                &json!(713_440),
+                &json!(713_440),
+                &json!("320102"),
+                &json!(["2026-09", "2026-10"])
+            ),
+            "{n}: {}",
+            r.text
+        );
+        let rid = item["recipient_id"].as_i64().unwrap();
+        let r = env
+            .get(
+                &format!("/api/v1/recoveries?recipient_id={rid}&status=recovered"),
+                Auth::Bearer(&rev),
+            )
+            .await;
+        assert!(ids_of(&r.body).is_empty(), "{n}: {}", r.text);
+        env.get("/api/v1/recoveries?status=instructed", Auth::Bearer(&rev))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        env.get("/api/v1/recoveries?region=44", Auth::Bearer(&rev))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "out_of_region", n);
+        let r = env.get(&path, Auth::Bearer(&auditor)).await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["id"], &r.body["status"], &r.body["payments"]),
+            (&json!(case), &json!("open"), &json!([])),
+            "{n}: {}",
+            r.text
+        );
+        // Unknown, malformed or out of region: 404.
+        env.get("/api/v1/recoveries/987654", Auth::Bearer(&rev))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.get("/api/v1/recoveries/abc", Auth::Bearer(&rev))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+        env.get(&path, Auth::Bearer(&guangdong)).await.assert_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            n,
+        );
+        let r = env
+            .get("/api/v1/recoveries", Auth::Bearer(&guangdong))
+            .await;
+        assert!(ids_of(&r.body).is_empty(), "{n}: {}", r.text);
+        env.post(
+            "/api/v1/recoveries/987654/payments",
+            Auth::Bearer(&sup1),
+            &json!({"amount": "1", "received_on": TODAY, "reference": "X"}),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+
+        // Money before the bank was asked: 409.
+        let payment = |amount: &str, reference: &str| json!({"amount": amount, "received_on": TODAY, "reference": reference});
+        env.post(
+            &format!("{path}/payments"),
+            Auth::Bearer(&sup2),
+            &payment("100", "ICBC-0"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "invalid_transition", n);
+
+        let r = env
+            .post(
+                &format!("{path}/request"),
+                Auth::Bearer(&sup1),
+                &json!({"requested_on": "30/11/2026"}),
+            )
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        assert!(r.text.contains("requested_on"), "{n}: {}", r.text);
+        let r = env
+            .post(
+                &format!("{path}/request"),
+                Auth::Bearer(&sup1),
+                &json!({"requested_on": TODAY, "reference": "宁人社追〔2026〕3号"}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (
+                &r.body["status"],
+                &r.body["requested_on"],
+                &r.body["requested_by"],
+                &r.body["request_reference"]
+            ),
+            (
+                &json!("requested"),
+                &json!(TODAY),
+                &json!("staff:sup1"),
+                &json!("宁人社追〔2026〕3号")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        env.post(
+            &format!("{path}/request"),
+            Auth::Bearer(&sup1),
+            &json!({"requested_on": TODAY}),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "invalid_transition", n);
+
+        // Amounts are yuan strings; a bad one or one beyond what is owed names the field.
+        for (amount, says) in [
+            ("abc", "not an amount"),
+            ("12.345", "not an amount"),
+            ("0", "more than 0"),
+            ("7134.41", "7134.40 yuan still outstanding"),
+        ] {
+            let r = env
+                .post(
+                    &format!("{path}/payments"),
+                    Auth::Bearer(&sup2),
+                    &payment(amount, "ICBC-1"),
+                )
+                .await;
+            r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("amount: ") && message.contains(says),
+                "{n}: {amount}: {message}"
+            );
+        }
+        let r = env
+            .post(
+                &format!("{path}/payments"),
+                Auth::Bearer(&sup2),
+                &json!({"amount": "10", "received_on": "2026-12-01", "reference": "ICBC-1"}),
+            )
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        assert!(r.text.contains("received_on"), "{n}: {}", r.text);
+
+        let r = env
+            .post(
+                &format!("{path}/payments"),
+                Auth::Bearer(&sup2),
+                &payment("2000.00", "ICBC-1"),
+            )
+            .await;
+        r.assert_status(StatusCode::CREATED, n);
+        assert_eq!(
+            (
+                &r.body["status"],
+                &r.body["recovered_fen"],
+                &r.body["outstanding_fen"],
+                &r.body["payments"][0]["amount_fen"],
+                &r.body["payments"][0]["reference"],
+                &r.body["payments"][0]["recorded_by"]
+            ),
+            (
+                &json!("partially_recovered"),
+                &json!(200_000),
+                &json!(513_440),
+                &json!(200_000),
+                &json!("ICBC-1"),
+                &json!("staff:sup2")
+            ),
+            "{n}: {}",
+            r.text
+        );
+        env.post(
+            &format!("{path}/payments"),
+            Auth::Bearer(&sup2),
+            &payment("1", "ICBC-1"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "duplicate", n);
+
+        // Write-off: not by whoever recorded the request or the last payment, not by a
+        // reviewer, and with a reason.
+        let write_off = json!({"reason": "继承人放弃继承，遗产不足"});
+        for who in [&sup1, &sup2] {
+            env.post(&format!("{path}/write-off"), Auth::Bearer(who), &write_off)
+                .await
+                .assert_error(StatusCode::FORBIDDEN, "maker_checker", n);
+        }
+        env.post(&format!("{path}/write-off"), Auth::Bearer(&rev), &write_off)
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden", n);
+        env.post(
+            &format!("{path}/write-off"),
+            Auth::Bearer(&sup3),
+            &json!({"reason": " "}),
+        )
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        let r = env
+            .post(
+                &format!("{path}/write-off"),
+                Auth::Bearer(&sup3),
+                &write_off,
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (
+                &r.body["status"],
+                &r.body["recovered_fen"],
+                &r.body["written_off_fen"],
+                &r.body["outstanding_fen"],
+                &r.body["written_off_by"],
+                &r.body["closed_on"]
+            ),
+            (
+                &json!("written_off"),
+                &json!(200_000),
+                &json!(513_440),
+                &json!(0),
+                &json!("staff:sup3"),
+                &json!(TODAY)
+            ),
+            "{n}: {}",
+            r.text
+        );
+        // Final.
+        env.post(
+            &format!("{path}/write-off"),
+            Auth::Bearer(&sup3),
+            &write_off,
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "case_closed", n);
+        env.post(
+            &format!("{path}/payments"),
+            Auth::Bearer(&sup2),
+            &payment("1", "ICBC-2"),
+        )
+        .await
+        .assert_error(StatusCode::CONFLICT, "case_closed", n);
+
+        // On the trail, and on the pensioner's timeline.
+        let r = env
+            .get(
+                &format!("/api/v1/audit?recipient_id={rid}"),
+                Auth::Bearer(&auditor),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        let actions: Vec<(&str, &str)> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+            .filter(|(_, a)| a.starts_with("recovery."))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("staff:sup1", "recovery.requested"),
+                ("staff:sup2", "recovery.payment_recorded"),
+                ("staff:sup3", "recovery.written_off")
+            ],
+            "{n}: {}",
+            r.text
+        );
+        let r = env
+            .get(
+                &format!("/api/v1/recipients/{rid}/timeline"),
+                Auth::Bearer(&sup1),
+            )
+            .await;
+        assert!(
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["what"] == "recovery.written_off"),
+            "{n}: {}",
+            r.text
+        );
         env.finish().await;
     }
 }

@@ -1,4 +1,4 @@
-//! The routes: health, auth, recipients, certifications, review cases, audit.
+//! The routes: health, auth, recipients, certifications, review cases, recoveries, audit.
 
 mod audit;
 mod certifications;
@@ -6,6 +6,7 @@ mod dci;
 mod integration;
 mod lookups;
 mod recipients;
+mod recovery;
 mod reviews;
 mod session;
 mod system;
@@ -26,6 +27,10 @@ pub(crate) use lookups::{
 };
 pub(crate) use recipients::__path_get_recipient;
 pub(crate) use recipients::__path_list_recipients;
+pub(crate) use recovery::{
+    __path_get_recovery, __path_list_recoveries, __path_record_recovery_payment,
+    __path_request_recovery, __path_write_off_recovery,
+};
 pub(crate) use reviews::__path_decide_review_case;
 pub(crate) use reviews::__path_list_review_cases;
 pub(crate) use session::__path_login;
@@ -90,6 +95,20 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/appeals/{id}", get(lookups::get_appeal))
         .route("/api/v1/home-visits/{id}", get(lookups::get_home_visit))
         .route("/api/v1/review-cases", get(reviews::list_review_cases))
+        .route("/api/v1/recoveries", get(recovery::list_recoveries))
+        .route("/api/v1/recoveries/{id}", get(recovery::get_recovery))
+        .route(
+            "/api/v1/recoveries/{id}/request",
+            post(recovery::request_recovery),
+        )
+        .route(
+            "/api/v1/recoveries/{id}/payments",
+            post(recovery::record_recovery_payment),
+        )
+        .route(
+            "/api/v1/recoveries/{id}/write-off",
+            post(recovery::write_off_recovery),
+        )
         .route(
             "/api/v1/review-cases/{id}/decision",
             post(reviews::decide_review_case),
