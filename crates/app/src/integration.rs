@@ -1355,15 +1355,19 @@ pub struct DciNotifyRequest {
 #[derive(Debug, utoipa::ToSchema)]
 pub struct DciNotifyHeader {
     /// 1.x
+    #[schema(example = "1.0.0")]
     pub version: Option<String>,
     /// Unique per sender: a message is applied once per message id.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\s]")]
     pub message_id: String,
-    /// ISO 8601 date-time
+    #[schema(format = DateTime)]
     pub message_ts: String,
-    /// `notify`
+    #[schema(pattern = "^notify$")]
     pub action: String,
-    /// Letters, digits and `. _ - @ /`, at most 60 characters.
+    /// Letters, digits and `. _ - @ /`.
+    #[schema(min_length = 1, max_length = 60, pattern = "^[A-Za-z0-9._@/-]+$")]
     pub sender_id: String,
+    #[schema(max_length = 100)]
     pub receiver_id: Option<String>,
     /// The number of events, when given.
     #[schema(value_type = Option<u64>)]
@@ -1375,16 +1379,16 @@ pub struct DciNotifyHeader {
 #[derive(Debug, utoipa::ToSchema)]
 pub struct DciNotifyMessage {
     pub transaction_id: Option<String>,
-    /// 1 to 1000 events.
+    #[schema(min_items = 1, max_items = 1000)]
     pub notify_event: Vec<DciNotifyEvent>,
 }
 
 #[derive(Debug, utoipa::ToSchema)]
 pub struct DciNotifyEvent {
-    /// Unique per sender across messages (the record is `dci:SENDER:REFERENCE_ID`), at
-    /// most 60 characters.
+    /// Unique per sender across messages (the record is `dci:SENDER:REFERENCE_ID`).
+    #[schema(min_length = 1, max_length = 60, pattern = "^[^\\s]")]
     pub reference_id: String,
-    /// ISO 8601 date-time
+    #[schema(format = DateTime)]
     pub timestamp: String,
     pub data: DciNotifyData,
 }
@@ -1404,14 +1408,18 @@ pub struct DciNotifyData {
 #[derive(Debug, utoipa::ToSchema)]
 pub struct DciPerson {
     /// `UIN` (the national ID number); other types (e.g. `DRN`) are not used for matching.
+    #[schema(example = "UIN")]
     pub identifier_type: Option<String>,
+    #[schema(max_length = 40, example = "32010219500107952X")]
     pub identifier: Option<String>,
     pub name: Option<DciPersonName>,
-    /// male, female, other or unknown
+    #[schema(pattern = "^(male|female|other|unknown)$")]
     pub sex: Option<String>,
-    /// YYYY-MM-DD (or an ISO 8601 date-time)
+    /// A date (or an ISO 8601 date-time, whose local date counts).
+    #[schema(format = Date)]
     pub birthdate: Option<String>,
-    /// YYYY-MM-DD (or an ISO 8601 date-time): required
+    /// A date (or an ISO 8601 date-time, whose local date counts).
+    #[schema(format = Date)]
     pub deathdate: String,
     /// `region_code`, when a 6-digit GB/T 2260 code, helps matching without an ID number.
     #[schema(value_type = Option<Object>)]
@@ -1420,8 +1428,11 @@ pub struct DciPerson {
 
 #[derive(Debug, utoipa::ToSchema)]
 pub struct DciPersonName {
+    #[schema(max_length = 100)]
     pub sur_name: Option<String>,
+    #[schema(max_length = 100)]
     pub given_name: Option<String>,
+    #[schema(max_length = 100)]
     pub second_name: Option<String>,
 }
 
