@@ -874,8 +874,12 @@ impl App {
                 })
             })
             .collect();
-        let inserted = tx.insert_feed_records(&new_records, false, &now).await?;
+        let inserted = tx.insert_feed_records(&new_records, &now).await?;
         drop(new_records);
+        // Pensioners whose row this run changed (re-read before use), and those with new
+        // signs of life to add up.
+        let mut changed = std::collections::HashSet::new();
+        let mut pending = Vec::new();
         for ((p, class), m) in run.iter().zip(classes).zip(matches) {
             let Some(class) = class else { continue };
             let line = &mut lines[p.line];
@@ -893,14 +897,29 @@ impl App {
             if let Some(id) = p.recipient {
                 line.reason = match source.kind {
                     SourceKind::Life => {
-                        "sign of life recorded; signs are added up per pensioner when the feed is in".into()
+                        let r = match rows.get(&id) {
+                            Some(r) if !changed.contains(&id) => r.clone(),
+                            _ => self.current_row(tx, id).await?,
+                        };
+                        self.record_life_sign(
+                            tx,
+                            actor,
+                            &r,
+                            p.event,
+                            &p.record_id,
+                            st.summary,
+                            &mut pending,
+                        )
+                        .await?
                     }
                     SourceKind::Death => {
+                        changed.insert(id);
                         let r = self.current_row(tx, id).await?;
                         self.apply_death(tx, actor, source, &r, p.event, &p.record_id, st.summary)
                             .await?
                     }
                     SourceKind::Imprisonment => {
+                        changed.insert(id);
                         let r = self.current_row(tx, id).await?;
                         self.apply_imprisonment(tx, actor, &r, &p.record_id).await?
                     }
@@ -928,7 +947,47 @@ impl App {
                 line.reason.push_str(": review opened, payment unchanged");
             }
         }
+        pending.sort_unstable();
+        pending.dedup();
+        tx.add_pending_life(&pending).await?;
         Ok(())
+    }
+
+    /// A new sign of life: doubtful if dated after a reported death, otherwise listed to be
+    /// added up when the feed is in.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_life_sign(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        r: &RecipientRow,
+        event: NaiveDate,
+        record_id: &str,
+        summary: &mut FeedSummary,
+        pending: &mut Vec<i64>,
+    ) -> Result<String> {
+        if r.status == "terminated" {
+            return Ok("payment is terminated".into());
+        }
+        if let Some(death) = r.death_date.as_deref().map(parse_stored_date).transpose()? {
+            if event > death {
+                self.open_review_case(
+                    tx,
+                    actor,
+                    r.id,
+                    "doubtful_certification",
+                    None,
+                    serde_json::json!({"conflict": "sign of life after a reported death", "record_id": record_id, "event_date": date_str(event), "death_date": date_str(death)}),
+                )
+                .await?;
+                summary.reviews_opened += 1;
+                return Ok(
+                    "sign of life after the reported death date: doubtful, review opened".into(),
+                );
+            }
+        }
+        pending.push(r.id);
+        Ok("sign of life recorded; signs are added up per pensioner when the feed is in".into())
     }
 
     async fn current_row(&self, tx: &mut WriteTx, id: i64) -> Result<RecipientRow> {
@@ -952,39 +1011,26 @@ impl App {
                 tx.commit().await?;
                 return Ok(());
             }
-            let Some(earliest) = tx.earliest_pending_life_sign(&ids).await? else {
-                tx.mark_life_signs_applied(&ids).await?;
-                tx.commit().await?;
-                continue;
-            };
-            let from = parse_stored_date(&earliest)? - Duration::days(LIFE_WINDOW_DAYS - 1);
-            let mut signs: HashMap<i64, Vec<(NaiveDate, i64, bool)>> = HashMap::new();
-            for s in tx.life_signs_of(&ids, &date_str(from)).await? {
-                signs.entry(s.recipient_id).or_default().push((
-                    parse_stored_date(&s.event_date)?,
-                    s.weight_milli,
-                    s.pending,
-                ));
-            }
             let mut rows = tx.recipients_by_ids(&ids).await?;
             rows.sort_by_key(|r| r.id);
+            // Only a sign newer than the last certification can certify; its window
+            // reaches 90 days back.
+            let mut from = self.today();
+            for r in &rows {
+                from = from.min(crate::recipients::effective_certified_on(r)?);
+            }
+            let from = from - Duration::days(LIFE_WINDOW_DAYS - 1);
+            let mut signs: HashMap<i64, Vec<(NaiveDate, i64)>> = HashMap::new();
+            for s in tx.life_signs_of(&ids, &date_str(from)).await? {
+                signs
+                    .entry(s.recipient_id)
+                    .or_default()
+                    .push((parse_stored_date(&s.event_date)?, s.weight_milli));
+            }
             let mut plain = Vec::new();
             for r in rows {
                 let mine = signs.remove(&r.id).unwrap_or_default();
-                let decision = life_decision(&r, mine)?;
-                if let Some((after, death)) = decision.doubtful {
-                    self.open_review_case(
-                        &mut tx,
-                        actor,
-                        r.id,
-                        "doubtful_certification",
-                        None,
-                        serde_json::json!({"conflict": "sign of life after a reported death", "event_date": date_str(after), "death_date": date_str(death)}),
-                    )
-                    .await?;
-                    summary.reviews_opened += 1;
-                }
-                let Some((date, weight)) = decision.certify else {
+                let Some((date, weight)) = life_decision(&r, mine)? else {
                     continue;
                 };
                 summary.lives_certified += 1;
@@ -997,7 +1043,7 @@ impl App {
                     .await?;
             }
             self.certify_active_in_bulk(&mut tx, actor, plain).await?;
-            tx.mark_life_signs_applied(&ids).await?;
+            tx.clear_pending_life(&ids).await?;
             tx.commit().await?;
         }
     }
@@ -1223,63 +1269,37 @@ fn feed_gender(s: &str) -> Option<lifecert_domain::Gender> {
     }
 }
 
-/// What one pensioner's signs of life, `(date, weight, pending)`, lead to.
-struct LifeDecision {
-    /// A pending sign dated after a reported death: `(latest such sign, death date)`.
-    doubtful: Option<(NaiveDate, NaiveDate)>,
-    /// A passive pass: `(date, window weight)`.
-    certify: Option<(NaiveDate, i64)>,
-}
-
-/// The latest pending sign (not after a reported death) whose 90-day window adds up to
-/// 1.0 certifies, if it is newer than the last certification.
-fn life_decision(r: &RecipientRow, mut signs: Vec<(NaiveDate, i64, bool)>) -> Result<LifeDecision> {
-    let none = LifeDecision {
-        doubtful: None,
-        certify: None,
-    };
+/// The latest sign of life (not after a reported death) whose 90-day window adds up to
+/// 1.0 certifies, if it is newer than the last certification: `(date, window weight)`.
+fn life_decision(
+    r: &RecipientRow,
+    mut signs: Vec<(NaiveDate, i64)>,
+) -> Result<Option<(NaiveDate, i64)>> {
     if r.status == "terminated" {
-        return Ok(none);
+        return Ok(None);
     }
     signs.sort_unstable();
     let death = r.death_date.as_deref().map(parse_stored_date).transpose()?;
-    let doubtful = death.and_then(|death| {
-        signs
-            .iter()
-            .filter(|(d, _, pending)| *pending && *d > death)
-            .map(|s| s.0)
-            .max()
-            .map(|after| (after, death))
-    });
-    // Signs are sorted, so the window's start only moves forward.
+    // Sorted, so the window's start only moves forward.
     let mut best: Option<(NaiveDate, i64)> = None;
     let mut start = 0;
     let mut sum = 0;
-    for (i, &(d, w, pending)) in signs.iter().enumerate() {
+    for (i, &(d, w)) in signs.iter().enumerate() {
         sum += w;
         let from = d - Duration::days(LIFE_WINDOW_DAYS - 1);
         while signs[start].0 < from {
             sum -= signs[start].1;
             start += 1;
         }
-        // Signs on the same day count together: look ahead.
-        let same_day: i64 = signs[i + 1..]
-            .iter()
-            .take_while(|s| s.0 == d)
-            .map(|s| s.1)
-            .sum();
-        if pending
-            && !matches!(death, Some(death) if d > death)
-            && sum + same_day >= LIFE_THRESHOLD_MILLI
+        let last_of_day = signs.get(i + 1).is_none_or(|next| next.0 != d);
+        if last_of_day && !matches!(death, Some(death) if d > death) && sum >= LIFE_THRESHOLD_MILLI
         {
-            best = Some((d, sum + same_day));
+            best = Some((d, sum));
         }
     }
-    let certify = match best {
-        Some((date, _)) if date <= crate::recipients::effective_certified_on(r)? => None,
-        other => other,
-    };
-    Ok(LifeDecision { doubtful, certify })
+    Ok(best.filter(|(date, _)| {
+        crate::recipients::effective_certified_on(r).is_ok_and(|last| *date > last)
+    }))
 }
 
 fn passive_pass(recipient_id: i64, date: NaiveDate, weight: i64) -> CertifyRequest {

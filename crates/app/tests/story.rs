@@ -1903,3 +1903,121 @@ async fn an_upheld_appeal_cancels_a_recovery_requested_from_the_bank() {
         b.drop_pg(app).await;
     }
 }
+
+#[tokio::test]
+async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_later() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let people: Vec<String> = (0..40).map(|i| id("330102", "19480302", 100 + i)).collect();
+        let roll: Vec<String> = people
+            .iter()
+            .map(|p| row(p, "某", "2026-01-10", "2026-10"))
+            .collect();
+        import(
+            &app,
+            &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+        )
+        .await;
+        // More records than one chunk, so the feed is matched against the in-memory ID
+        // table: each of the 40 pensioners appears 300 times with card use (0.5) on
+        // different days; strangers' numbers fill the rest; one record id repeats.
+        let mut feed = String::from("record_id,id_number,event_date\n");
+        let mut n = 0;
+        for day in 0..300 {
+            for p in &people {
+                let date = d("2026-11-20") - chrono::Duration::days(day % 150);
+                feed.push_str(&format!("c{n},{p},{date}\n"));
+                n += 1;
+            }
+        }
+        for i in 0..600 {
+            feed.push_str(&format!(
+                "s{i},{},2026-11-01\n",
+                id("530102", "19500101", i)
+            ));
+        }
+        feed.push_str(&format!("c0,{},2026-11-20\n", people[0]));
+        let path = b.file("cards.csv", &feed);
+        let (s, lines) = ingest(&app, "card_use", &path).await;
+        assert_eq!(
+            (s.records, s.exact, s.unmatched, s.duplicates_ignored),
+            (12_601, 12_000, 600, 1),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.lives_certified, 40, "one certification per pensioner");
+        assert_eq!(lines.len(), 12_601);
+        let v = app.recipient_view(&nid(&people[7])).await.unwrap();
+        assert_eq!(v.last_certified_on, "2026-11-20", "{}", b.name);
+        assert_eq!(
+            v.certifications
+                .iter()
+                .filter(|c| c.channel == "passive_data")
+                .count(),
+            1
+        );
+
+        // A dry run reads and matches, and stores nothing.
+        let audit = app.store().count_rows(Table::AuditLog).await.unwrap();
+        let mut preview = Vec::new();
+        let s = app
+            .preview_feed(
+                &app.source("card_use").unwrap(),
+                &path,
+                lifecert_app::feeds::FeedFormat::Csv,
+                &mut |l| preview.push(l.class),
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.exact, s.recipients_matched), (12_001, Some(40)));
+        assert_eq!(
+            app.store().count_rows(Table::AuditLog).await.unwrap(),
+            audit
+        );
+
+        // A feed that stopped after storing its records but before adding them up leaves
+        // them pending; the next pass applies them.
+        let late = id("330102", "19480302", 100);
+        {
+            let mut tx = app.store().begin_write().await.unwrap();
+            let rid = app.recipient_view(&nid(&late)).await.unwrap().recipient_id;
+            let recs: Vec<lifecert_store::NewFeedRecord> = ["p1", "p2"]
+                .iter()
+                .map(|r| lifecert_store::NewFeedRecord {
+                    source: "bank_counter",
+                    record_id: r,
+                    kind: "life",
+                    recipient_id: Some(rid),
+                    class: "exact",
+                    event_date: Some("2026-11-25"),
+                    weight_milli: 1000,
+                    void_of: None,
+                })
+                .collect();
+            tx.insert_feed_records(&recs, "2026-11-30T00:00:00Z")
+                .await
+                .unwrap();
+            tx.add_pending_life(&[rid]).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut s = lifecert_app::feeds::FeedSummary::default();
+        app.apply_pending_life_signs(&Actor::System, &mut s)
+            .await
+            .unwrap();
+        assert_eq!(s.lives_certified, 1);
+        assert_eq!(
+            app.recipient_view(&nid(&late))
+                .await
+                .unwrap()
+                .last_certified_on,
+            "2026-11-25"
+        );
+        // Applied once: a second pass finds nothing.
+        let mut s = lifecert_app::feeds::FeedSummary::default();
+        app.apply_pending_life_signs(&Actor::System, &mut s)
+            .await
+            .unwrap();
+        assert_eq!(s.lives_certified, 0);
+        b.drop_pg(app).await;
+    }
+}

@@ -149,8 +149,6 @@ pub struct LifeSignRow {
     pub recipient_id: i64,
     pub event_date: String,
     pub weight_milli: i64,
-    /// Not yet added up (received since the last application pass).
-    pub pending: bool,
 }
 
 /// Placeholders for a multi-row statement: `(?, ?), (?, ?)`.
@@ -179,20 +177,19 @@ impl crate::Store {
 }
 
 impl WriteTx {
-    /// Stores many records at once (at most [`FEED_INSERT_ROWS`]); returns the record ids
-    /// that were new. A record id this source sent before is left as it was.
+    /// Stores many records at once; returns the record ids that were new. A record id
+    /// this source sent before is left as it was.
     pub async fn insert_feed_records(
         &mut self,
         records: &[NewFeedRecord<'_>],
-        applied: bool,
         now: &str,
     ) -> Result<std::collections::HashSet<String>> {
         let mut inserted = std::collections::HashSet::new();
         for chunk in records.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at, applied) \
+                "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
                  VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id",
-                tuples(chunk.len(), 11)
+                tuples(chunk.len(), 10)
             ));
             let mut q = sqlx::query(&sql);
             for r in chunk {
@@ -206,10 +203,7 @@ impl WriteTx {
                     .bind(r.weight_milli)
                     .bind(r.void_of)
                     .bind(0_i64)
-                    .bind(now)
-                    .bind(i64::from(
-                        applied || r.kind != "life" || r.recipient_id.is_none(),
-                    ));
+                    .bind(now);
             }
             for row in q.fetch_all(self.conn()).await? {
                 inserted.insert(row.try_get::<String, _>(0)?);
@@ -218,13 +212,44 @@ impl WriteTx {
         Ok(inserted)
     }
 
-    /// Pensioners (up to `limit`) with signs of life not yet applied.
+    /// Lists pensioners whose new signs of life are still to be added up.
+    pub async fn add_pending_life(&mut self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "INSERT INTO feed_pending_life (recipient_id) VALUES {} ON CONFLICT (recipient_id) DO NOTHING",
+                tuples(chunk.len(), 1)
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Pensioners (up to `limit`) with signs of life still to add up.
     pub async fn pending_life_recipients(&mut self, limit: i64) -> Result<Vec<i64>> {
-        let sql = self.sql(
-            "SELECT DISTINCT recipient_id FROM feed_records WHERE applied = 0 AND recipient_id IS NOT NULL ORDER BY recipient_id LIMIT ?",
-        );
+        let sql =
+            self.sql("SELECT recipient_id FROM feed_pending_life ORDER BY recipient_id LIMIT ?");
         let rows = sqlx::query(&sql).bind(limit).fetch_all(self.conn()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Takes these pensioners off the pending list.
+    pub async fn clear_pending_life(&mut self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "DELETE FROM feed_pending_life WHERE recipient_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
     }
 
     /// The signs of life (not voided) of these pensioners dated on or after `from`.
@@ -232,7 +257,7 @@ impl WriteTx {
         let mut out = Vec::new();
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "SELECT recipient_id, event_date, weight_milli, applied FROM feed_records \
+                "SELECT recipient_id, event_date, weight_milli FROM feed_records \
                  WHERE recipient_id IN ({}) AND kind = 'life' AND voided = 0 AND event_date >= ?",
                 vec!["?"; chunk.len()].join(", ")
             ));
@@ -245,50 +270,10 @@ impl WriteTx {
                     recipient_id: r.try_get(0)?,
                     event_date: r.try_get(1)?,
                     weight_milli: r.try_get(2)?,
-                    pending: r.try_get::<i64, _>(3)? == 0,
                 });
             }
         }
         Ok(out)
-    }
-
-    /// The earliest pending sign of life among these pensioners.
-    pub async fn earliest_pending_life_sign(&mut self, ids: &[i64]) -> Result<Option<String>> {
-        let mut earliest: Option<String> = None;
-        for chunk in ids.chunks(FEED_INSERT_ROWS) {
-            let sql = self.sql(&format!(
-                "SELECT MIN(event_date) FROM feed_records WHERE applied = 0 AND recipient_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            ));
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            let row = q.fetch_one(self.conn()).await?;
-            if let Some(d) = row.try_get::<Option<String>, _>(0)? {
-                earliest = match earliest {
-                    Some(e) if e <= d => Some(e),
-                    _ => Some(d),
-                };
-            }
-        }
-        Ok(earliest)
-    }
-
-    /// Marks these pensioners' pending signs of life applied.
-    pub async fn mark_life_signs_applied(&mut self, ids: &[i64]) -> Result<()> {
-        for chunk in ids.chunks(FEED_INSERT_ROWS) {
-            let sql = self.sql(&format!(
-                "UPDATE feed_records SET applied = 1 WHERE applied = 0 AND recipient_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            ));
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(self.conn()).await?;
-        }
-        Ok(())
     }
 
     /// Pensioners by id (those that exist), in no particular order.

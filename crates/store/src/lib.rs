@@ -13,7 +13,9 @@ mod staff;
 mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
-pub use feeds::{FeedRecordRow, JobRow, MatchCandidateRow, NewFeedRecord};
+pub use feeds::{
+    FeedRecordRow, JobRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, FEED_INSERT_ROWS,
+};
 pub use inbound::{InboundClaim, InboundKey, InboundRow};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0004_recovery.sql"),
     },
     Migration {
+        version: 5,
+        name: "feed_pending",
+        sqlite: include_str!("../migrations/sqlite/0005_feed_pending.sql"),
+        postgres: include_str!("../migrations/postgres/0005_feed_pending.sql"),
+    },
+    Migration {
         version: 6,
         name: "inbound_messages",
         sqlite: include_str!("../migrations/sqlite/0006_inbound_messages.sql"),
