@@ -242,6 +242,8 @@ const ID_TABLE_FROM: usize = CHUNK;
 const LIFE_BATCH: i64 = 1_000;
 /// EM rounds when the weights are estimated on the feed.
 const EM_ITERATIONS: usize = 10;
+/// Fewer ID-less records than this and the weights are not estimated.
+const EM_MIN_RECORDS: usize = 1_000;
 
 /// ID look-up tokens of every pensioner. The tokens are keyed hashes, already uniformly
 /// spread, so the map hashes them no further.
@@ -1378,7 +1380,8 @@ impl App {
             }
         }
         let index = lifecert_matching::Index::build(candidates);
-        let weights = if self.matching.weights == "estimate" {
+        // EM needs enough records to say anything; a small feed keeps the base weights.
+        let weights = if self.matching.weights == "estimate" && sample.len() >= EM_MIN_RECORDS {
             lifecert_matching::Weights::estimate(&index, sample, EM_ITERATIONS)
         } else {
             self.matching.base_weights()

@@ -1349,6 +1349,35 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
             v.status, "active",
             "a probable match never changes a payment by itself"
         );
+
+        // Asked to estimate weights by EM, a feed too small for it keeps the shipped ones.
+        let estimating = app.clone().with_matching(lifecert_app::feeds::MatchingSettings {
+            weights: "estimate".into(),
+            ..Default::default()
+        });
+        let again = b.file(
+            "again.csv",
+            "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+             y1,,陳秀英,F,1945-12-03,2026-11-02,440305\n",
+        );
+        let (_, lines) = ingest(&estimating, "hospital_visit", &again).await;
+        assert_eq!(
+            (lines[0].class, lines[0].recipient_id),
+            ("probable", Some(v.recipient_id)),
+            "{lines:?}"
+        );
+        // A stricter threshold from the settings makes it only possible.
+        let strict = app.clone().with_matching(lifecert_app::feeds::MatchingSettings {
+            probable: 60.0,
+            ..Default::default()
+        });
+        let third = b.file(
+            "third.csv",
+            "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+             y2,,陳秀英,F,1945-12-03,2026-11-03,440305\n",
+        );
+        let (_, lines) = ingest(&strict, "hospital_visit", &third).await;
+        assert_eq!(lines[0].class, "possible", "{lines:?}");
         b.drop_pg(app).await;
     }
 }
