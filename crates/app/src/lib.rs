@@ -16,6 +16,7 @@ pub mod keys;
 pub mod payments;
 pub mod recipients;
 pub mod recovery;
+pub mod schedule;
 pub mod staff;
 pub mod workflows;
 

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+#[path = "story/jobs.rs"]
+mod jobs;
+
 const TODAY: &str = "2026-11-30";
 
 fn d(s: &str) -> NaiveDate {

@@ -33,6 +33,8 @@ string_enum!(
     ViewRecoveries => "view_recoveries",
     ManageRecovery => "manage_recovery",
     WriteOffRecovery => "write_off_recovery",
+    ViewJobs => "view_jobs",
+    RetryJob => "retry_job",
 });
 
 impl Role {
@@ -70,6 +72,10 @@ impl Role {
             ViewRecoveries => matches!(self, Reviewer | Supervisor | Auditor),
             ManageRecovery => matches!(self, Supervisor),
             WriteOffRecovery => matches!(self, Supervisor),
+            // Background jobs (the daily cycle, payment exports, feed uploads): supervisors
+            // run the service and auditors check that each period's job ran once.
+            ViewJobs => matches!(self, Supervisor | Auditor),
+            RetryJob => matches!(self, Supervisor),
         }
     }
 
@@ -130,6 +136,11 @@ mod tests {
             );
             assert_eq!(role.may(ManageRecovery), *role == Role::Supervisor);
             assert_eq!(role.may(WriteOffRecovery), *role == Role::Supervisor);
+            assert_eq!(
+                role.may(ViewJobs),
+                matches!(role, Role::Supervisor | Role::Auditor)
+            );
+            assert_eq!(role.may(RetryJob), *role == Role::Supervisor);
         }
     }
 

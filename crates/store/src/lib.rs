@@ -5,6 +5,7 @@
 mod audit;
 mod feeds;
 mod inbound;
+mod jobs;
 mod migrate;
 mod queries;
 mod records;
@@ -13,10 +14,9 @@ mod staff;
 mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
-pub use feeds::{
-    FeedRecordRow, JobRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, FEED_INSERT_ROWS,
-};
+pub use feeds::{FeedRecordRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, FEED_INSERT_ROWS};
 pub use inbound::{InboundClaim, InboundKey, InboundRow};
+pub use jobs::{JobFilter, JobRow, NewJob};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use recovery::{

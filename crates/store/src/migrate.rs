@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_inbound_messages.sql"),
         postgres: include_str!("../migrations/postgres/0006_inbound_messages.sql"),
     },
+    Migration {
+        version: 7,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         create_recipient, update_recipient, timeline, lodge_appeal, list_home_visits,
         book_home_visit, assign_home_visit, complete_home_visit, record_service, service_records,
         list_certifications, get_certification, get_review_case, list_appeals, get_appeal,
-        get_home_visit, payment_instructions, upload_feed, get_job, dci_notify, opencrvs_webhook,
+        get_home_visit, payment_instructions, upload_feed, get_job, list_jobs, retry_job, dci_notify, opencrvs_webhook,
         opencrvs_subscription, list_recoveries, get_recovery,
         request_recovery, record_recovery_payment, write_off_recovery
     ),

@@ -544,7 +544,7 @@ const N: bool = false;
 /// (allowed: its 2xx; refused: 403 `forbidden`). Every authenticated route of [`ROUTES`]
 /// has a line (the test checks); `{id}` names the thing of the route's own kind.
 #[rustfmt::skip]
-const POLICY: [(&str, [bool; 6]); 30] = [
+const POLICY: [(&str, [bool; 6]); 33] = [
     //                                                   cert rev cons sup aud part
     ("GET /api/v1/recipients",                          [Y,   Y,  Y,   Y,  N,  Y]),
     ("POST /api/v1/recipients",                         [N,   N,  N,   Y,  N,  N]),
@@ -577,6 +577,11 @@ const POLICY: [(&str, [bool; 6]); 30] = [
     ("POST /api/v1/recoveries/{id}/request",            [N,   N,  N,   Y,  N,  N]),
     ("POST /api/v1/recoveries/{id}/payments",           [N,   N,  N,   Y,  N,  N]),
     ("POST /api/v1/recoveries/{id}/write-off",          [N,   N,  N,   Y,  N,  N]),
+    // Jobs carry no personal data: not scoped by region. An integration's API key sees
+    // its own feed jobs (see the jobs test).
+    ("GET /api/v1/jobs",                                [N,   N,  N,   Y,  Y,  N]),
+    ("GET /api/v1/jobs/{id}",                           [N,   N,  N,   Y,  Y,  N]),
+    ("POST /api/v1/jobs/{id}/retry",                    [N,   N,  N,   Y,  N,  N]),
     // Last: it ends the sessions the other lines use.
     ("POST /api/v1/auth/logout",                        [Y,   Y,  Y,   Y,  Y,  Y]),
 ];
@@ -593,10 +598,9 @@ const PUBLIC: [(&str, &str); 6] = [
 ];
 
 /// The routes for other systems, by API key: a staff session is no key (401).
-const API_KEY_ROUTES: [(&str, &str); 4] = [
+const API_KEY_ROUTES: [(&str, &str); 3] = [
     ("get", "/api/v1/payments/{month}/instructions"),
     ("post", "/api/v1/feeds/{source}"),
-    ("get", "/api/v1/jobs/{id}"),
     ("post", "/dci/registry/notify"),
 ];
 
@@ -693,6 +697,8 @@ struct MatrixFixture {
     visit: i64,
     /// An open recovery case.
     recovery: i64,
+    /// A queued cycle job (nobody runs jobs here).
+    job: i64,
     seq: AtomicUsize,
 }
 
@@ -739,6 +745,7 @@ impl MatrixFixture {
             appeal,
             visit: booked_visit(env, p.nanjing.id).await,
             recovery: overpaid(env, 99).await,
+            job: queued_job(env, "1999-12-31").await,
             seq: AtomicUsize::new(100),
         }
     }
@@ -769,6 +776,13 @@ impl MatrixFixture {
                 visit
             }
             "/api/v1/home-visits/{id}" => self.visit,
+            "/api/v1/jobs/{id}" => self.job,
+            "/api/v1/jobs/{id}/retry" => {
+                let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+                let job = queued_job(env, &format!("matrix-{seq}")).await;
+                mark_dead(env, job).await;
+                job
+            }
             t if t.starts_with("/api/v1/certifications/") => self.certification,
             t if t.starts_with("/api/v1/review-cases/") => self.case,
             t if t.starts_with("/api/v1/appeals/") => self.appeal,
@@ -803,6 +817,39 @@ impl MatrixFixture {
         };
         (template.replace("{id}", &thing.to_string()), body)
     }
+}
+
+/// A cycle job queued for a period, as the scheduler would (no worker runs here).
+async fn queued_job(env: &Env, period: &str) -> i64 {
+    env.app
+        .store()
+        .queue_period_job(
+            &lifecert_store::NewJob {
+                kind: "cycle",
+                source: "",
+                format: "",
+                payload: &[],
+                period_key: Some(period),
+                max_attempts: 5,
+                created_by: "system",
+            },
+            "2026-11-30T09:00:00.000Z",
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("period {period} was queued before"))
+}
+
+/// As if its last attempt had failed.
+async fn mark_dead(env: &Env, job: i64) {
+    let store = env.app.store();
+    sqlx::query(&store.dialect().sql(
+        "UPDATE jobs SET status = 'dead', attempts = 5, error = 'the database was unreachable' WHERE id = ?",
+    ))
+    .bind(job)
+    .execute(store.pool())
+    .await
+    .unwrap();
 }
 
 fn success_of(endpoint: &str) -> StatusCode {
@@ -1901,9 +1948,11 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 40] = [
+const ROUTES: [(&str, &str); 42] = [
     ("post", "/api/v1/feeds/{source}"),
+    ("get", "/api/v1/jobs"),
     ("get", "/api/v1/jobs/{id}"),
+    ("post", "/api/v1/jobs/{id}/retry"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -3487,8 +3536,8 @@ async fn an_uploaded_feed_is_queued_then_ingested_and_its_job_reports_the_summar
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}: {}", env.name(), r.text);
         assert_eq!(r.body["status"], "queued");
         let job = r.body["id"].as_i64().unwrap();
-        // The handler spawned a worker; whichever of it and this drain claims the job,
-        // it ends done. Bounded, and yielding rather than sleeping.
+        // No job worker runs in these tests: this drain ingests it. Bounded, and
+        // yielding rather than sleeping.
         let mut status = String::new();
         for _ in 0..10_000 {
             env.app.run_pending_jobs().await.unwrap();
@@ -3501,7 +3550,7 @@ async fn an_uploaded_feed_is_queued_then_ingested_and_its_job_reports_the_summar
             )
             .await;
             status = r.body["status"].as_str().unwrap_or_default().to_string();
-            if status == "done" || status == "failed" {
+            if status == "done" || status == "dead" {
                 break;
             }
             tokio::task::yield_now().await;
@@ -3551,6 +3600,193 @@ async fn an_uploaded_feed_is_queued_then_ingested_and_its_job_reports_the_summar
         .await
         .unwrap();
         assert!(payload.is_empty());
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_listed_for_supervisors_and_auditors_and_an_integration_sees_its_own_feeds() {
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let hospital = env
+            .app
+            .create_api_key(&Actor::System, "hospital", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let other = env
+            .app
+            .create_api_key(&Actor::System, "other", &["feeds".to_string()])
+            .await
+            .unwrap();
+        let feed = format!("record_id,id_number,event_date\nh1,{NANJING_ID},2026-11-20\n");
+        let mut feeds = Vec::new();
+        for key in [&hospital, &other] {
+            let r = with_key(
+                &env,
+                Method::POST,
+                "/api/v1/feeds/hospital_visit",
+                key,
+                &feed,
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{n}: {}", r.text);
+            feeds.push(r.body["id"].as_i64().unwrap());
+        }
+        // The scheduler's jobs for 30 November: the cycle and November's export.
+        let scheduled = env
+            .app
+            .schedule_due_jobs(
+                &lifecert_app::schedule::Schedule::parse("00:00", "UTC", 20).unwrap(),
+            )
+            .await
+            .unwrap();
+        let (cycle, export) = (scheduled[0].job_id, scheduled[1].job_id);
+        let supervisor = env.staff("sup", Role::Supervisor, "").await;
+        let auditor = env.staff("aud", Role::Auditor, "32").await;
+        let certifier = env.staff("cert", Role::Certifier, "3201").await;
+
+        let r = env.get("/api/v1/jobs", Auth::Bearer(&supervisor)).await;
+        r.assert_status(StatusCode::OK, n);
+        let ids: Vec<i64> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [export, cycle, feeds[1], feeds[0]],
+            "{n}: newest first"
+        );
+        assert!(r.body["next_before_id"].is_null(), "{n}");
+        let job = &r.body["items"][1];
+        assert_eq!(
+            (
+                &job["kind"],
+                &job["status"],
+                &job["period"],
+                &job["attempts"],
+                &job["source"]
+            ),
+            (
+                &json!("cycle"),
+                &json!("queued"),
+                &json!("2026-11-30"),
+                &json!(0),
+                &Value::Null
+            ),
+            "{n}"
+        );
+        let r = env
+            .get("/api/v1/jobs?limit=3", Auth::Bearer(&auditor))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 3, "{n}");
+        assert_eq!(r.body["next_before_id"], json!(feeds[1]), "{n}");
+        let r = env
+            .get(
+                &format!("/api/v1/jobs?before_id={}", feeds[1]),
+                Auth::Bearer(&auditor),
+            )
+            .await;
+        assert_eq!(ids_of(&r.body), BTreeSet::from([feeds[0]]), "{n}");
+        let r = env
+            .get(
+                "/api/v1/jobs?kind=feed&status=queued",
+                Auth::Bearer(&auditor),
+            )
+            .await;
+        assert_eq!(ids_of(&r.body), BTreeSet::from([feeds[0], feeds[1]]), "{n}");
+        env.get("/api/v1/jobs?kind=reminders", Auth::Bearer(&auditor))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        env.get("/api/v1/jobs?status=failed", Auth::Bearer(&auditor))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        let r = env
+            .get(&format!("/api/v1/jobs/{cycle}"), Auth::Bearer(&auditor))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["period"], "2026-11-30", "{n}");
+        env.get("/api/v1/jobs", Auth::Bearer(&certifier))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden", n);
+        env.get("/api/v1/jobs/999999", Auth::Bearer(&supervisor))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", n);
+
+        // An integration sees its own uploads and nothing else.
+        let r = with_key(&env, Method::GET, "/api/v1/jobs", &hospital, "").await;
+        assert_eq!(r.status, StatusCode::OK, "{n}: {}", r.text);
+        assert_eq!(ids_of(&r.body), BTreeSet::from([feeds[0]]), "{n}");
+        for id in [feeds[1], cycle] {
+            let r = with_key(
+                &env,
+                Method::GET,
+                &format!("/api/v1/jobs/{id}"),
+                &hospital,
+                "",
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{n}: {}", r.text);
+        }
+
+        // A dead job: a supervisor queues it again (audited); anything else is refused.
+        mark_dead(&env, export).await;
+        let r = env
+            .get("/api/v1/jobs?status=dead", Auth::Bearer(&supervisor))
+            .await;
+        assert_eq!(ids_of(&r.body), BTreeSet::from([export]), "{n}");
+        let retry = format!("/api/v1/jobs/{export}/retry");
+        env.post(&retry, Auth::Bearer(&auditor), &json!({}))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden", n);
+        let r = env
+            .post(&retry, Auth::Bearer(&supervisor), &json!({}))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(
+            (&r.body["status"], &r.body["attempts"]),
+            (&json!("queued"), &json!(0)),
+            "{n}"
+        );
+        env.post(&retry, Auth::Bearer(&supervisor), &json!({}))
+            .await
+            .assert_error(StatusCode::CONFLICT, "invalid_transition", n);
+        let r = env
+            .get(
+                "/api/v1/audit?action=job.retried",
+                Auth::Bearer(&supervisor),
+            )
+            .await;
+        let entries = r.body["items"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{n}");
+        assert_eq!(entries[0]["actor"], "staff:sup", "{n}");
+        assert_eq!(entries[0]["details"]["job_id"], json!(export), "{n}");
+
+        // Run: the feeds, the cycle and the export are done; progress is counted.
+        assert_eq!(env.app.run_pending_jobs().await.unwrap(), 4, "{n}");
+        let r = env
+            .get(&format!("/api/v1/jobs/{cycle}"), Auth::Bearer(&auditor))
+            .await;
+        assert_eq!(r.body["status"], "done", "{n}: {}", r.text);
+        assert_eq!(r.body["summary"]["as_of"], "2026-11-30", "{n}");
+        assert_eq!(r.body["progress"], json!({"done": 5, "total": 5}), "{n}");
+        let r = with_key(
+            &env,
+            Method::GET,
+            &format!("/api/v1/jobs/{}", feeds[0]),
+            &hospital,
+            "",
+        )
+        .await;
+        assert_eq!(
+            r.body["progress"],
+            json!({"done": 1, "total": 1}),
+            "{n}: {}",
+            r.text
+        );
         env.finish().await;
     }
 }

@@ -56,7 +56,8 @@ pub struct FeedQuery {
     pub format: Option<String>,
 }
 
-/// Upload a feed (scope `feeds`): queued and ingested in the background. Poll the job.
+/// Upload a feed (scope `feeds`): queued and ingested in the background. Poll
+/// `GET /api/v1/jobs/{id}`.
 #[utoipa::path(post, path = "/api/v1/feeds/{source}", tag = "integration",
     params(("source" = String, Path, description = "e.g. police_deregistration, hospital_visit"), FeedQuery),
     request_body(content = String, content_type = "text/csv", description = "the feed: CSV with a header row, or JSON lines"),
@@ -86,23 +87,6 @@ pub async fn upload_feed(
         .app
         .queue_feed(&client, &source, format, &body)
         .await?;
-    let app = state.app.clone();
-    tokio::spawn(async move {
-        if let Err(e) = app.run_pending_jobs().await {
-            tracing::error!(error = %e, "running queued jobs failed");
-        }
-    });
+    // A job worker of whichever node polls first ingests it (`[scheduler] workers`).
     Ok((StatusCode::ACCEPTED, Json(job)))
-}
-
-/// A job's status and, once done, the feed's summary.
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "integration", params(("id" = i64, Path)),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn get_job(
-    State(state): State<AppState>,
-    ApiKeyAuth(client): ApiKeyAuth,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(state.app.job_of(&client, id).await?))
 }

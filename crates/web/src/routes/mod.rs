@@ -4,6 +4,7 @@ mod audit;
 mod certifications;
 mod dci;
 mod integration;
+mod jobs;
 mod lookups;
 mod recipients;
 mod recovery;
@@ -20,7 +21,8 @@ pub(crate) use audit::__path_list_audit;
 pub(crate) use audit::__path_verify_audit;
 pub(crate) use certifications::__path_record_certification;
 pub(crate) use dci::{__path_dci_notify, __path_opencrvs_subscription, __path_opencrvs_webhook};
-pub(crate) use integration::{__path_get_job, __path_payment_instructions, __path_upload_feed};
+pub(crate) use integration::{__path_payment_instructions, __path_upload_feed};
+pub(crate) use jobs::{__path_get_job, __path_list_jobs, __path_retry_job};
 pub(crate) use lookups::{
     __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
     __path_list_appeals, __path_list_certifications,
@@ -123,7 +125,9 @@ pub fn routes() -> Router<AppState> {
                 lifecert_app::jobs::MAX_FEED_UPLOAD_BYTES,
             )),
         )
-        .route("/api/v1/jobs/{id}", get(integration::get_job))
+        .route("/api/v1/jobs", get(jobs::list_jobs))
+        .route("/api/v1/jobs/{id}", get(jobs::get_job))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/dci/registry/notify", post(dci::dci_notify))
         .route(
             "/webhooks/opencrvs",
