@@ -56,6 +56,9 @@ pub enum Command {
     /// One pensioner
     #[command(subcommand)]
     Recipient(RecipientCommand),
+    /// Background jobs: the daily cycle, payment exports, uploaded feeds
+    #[command(subcommand)]
+    Jobs(crate::scheduler::JobsCommand),
     /// Headline counts
     Stats {
         /// Date to count overdue and valid certifications at (default: today)
@@ -539,6 +542,9 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 &v,
             );
         }
+        Command::Jobs(cmd) => {
+            crate::scheduler::run_jobs_command(&app, &settings, &actor, cmd, out).await?;
+        }
         Command::Stats { as_of } => {
             let c = app.counts(as_of.unwrap_or_else(|| app.today())).await?;
             out.finish(
@@ -594,6 +600,7 @@ async fn serve_until_stopped(
     settings: &Settings,
     out: Output,
 ) -> Result<()> {
+    let background = crate::scheduler::start(&app, &settings.scheduler);
     let mut state = lifecert_web::AppState::new(app, settings.secure_cookies);
     if let Some(secret) = &settings.opencrvs_secret {
         state = state.with_opencrvs_secret(secret.clone());
@@ -601,9 +608,16 @@ async fn serve_until_stopped(
     out.notice(&format!(
         "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
     ));
-    lifecert_web::serve(state, addr, shutdown_signal())
-        .await
-        .with_context(|| format!("cannot serve on {addr}"))
+    let stop_jobs = background.stopper();
+    let served = lifecert_web::serve(state, addr, async move {
+        shutdown_signal().await;
+        stop_jobs();
+    })
+    .await
+    .with_context(|| format!("cannot serve on {addr}"));
+    // Running jobs finish within the grace period or are given back to the other nodes.
+    background.finish().await;
+    served
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, finish what is in flight.

@@ -52,6 +52,7 @@ pub async fn run(
         },
         sources: settings.sources.clone(),
         matching: settings.matching.clone(),
+        scheduler: settings.scheduler.clone(),
         opencrvs_secret: settings.opencrvs_secret.clone(),
     };
     let app = open_app(&demo_settings, out).await?;

@@ -3,6 +3,7 @@
 mod commands;
 mod demo;
 mod output;
+mod scheduler;
 mod settings;
 
 use clap::Parser;

@@ -26,6 +26,8 @@ struct FileSettings {
     #[serde(default)]
     matching: MatchingSettings,
     #[serde(default)]
+    scheduler: crate::scheduler::SchedulerFile,
+    #[serde(default)]
     integration: IntegrationSettings,
 }
 
@@ -48,6 +50,8 @@ pub struct Settings {
     /// The feed sources: the shipped ones with `[[sources]]` applied.
     pub sources: Sources,
     pub matching: MatchingSettings,
+    /// `[scheduler]`: the periodic jobs and the job workers of `serve`.
+    pub scheduler: crate::scheduler::SchedulerSettings,
     /// The OpenCRVS webhook's shared secret: `LIFECERT_OPENCRVS_SECRET`, else the file
     /// named by `LIFECERT_OPENCRVS_SECRET_FILE` or `[integration] opencrvs_secret_file`.
     /// Without one the webhook is off.
@@ -119,7 +123,9 @@ impl Settings {
                 None => None,
             },
         };
+        let scheduler = crate::scheduler::SchedulerSettings::load(file.scheduler)?;
         Ok(Settings {
+            scheduler,
             sources,
             matching: file.matching.clone(),
             opencrvs_secret,

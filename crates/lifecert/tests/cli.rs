@@ -1638,3 +1638,85 @@ fn feed_ingest_prints_its_summary_and_writes_a_report_line_per_record() {
         r.describe()
     );
 }
+
+#[test]
+fn jobs_are_scheduled_once_run_by_run_pending_and_listed() {
+    let lc = Lc::sqlite();
+    // Due from midnight UTC and from the 1st: both periodic jobs are due whenever this runs.
+    let env = [
+        ("LIFECERT_SCHEDULER_CYCLE_TIME", "00:00"),
+        ("LIFECERT_SCHEDULER_TIME_ZONE", "UTC"),
+        ("LIFECERT_SCHEDULER_PAYMENT_EXPORT_DAY", "1"),
+    ];
+    let ok = |args: &str| {
+        let r = lc.run_env(&format!("--json {args}"), &env);
+        assert!(r.success(), "{}", r.describe());
+        r.json()
+    };
+    let today = chrono::Utc::now().date_naive();
+    let due_soon = months_before(today + Duration::days(10), 12);
+    lc.import(
+        "roll.csv",
+        &roll(&[line(
+            &id("110105", "19500101", "011"),
+            "王伟",
+            "3000.00",
+            &date(due_soon),
+            &month(months_before(today, 1)),
+        )]),
+    );
+
+    let first = ok("jobs schedule");
+    let jobs = first["jobs"].as_array().unwrap();
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j["kind"].as_str().unwrap(), j["created"].as_bool().unwrap()))
+            .collect::<Vec<_>>(),
+        [("cycle", true), ("payment_export", true)],
+        "{first}"
+    );
+    assert_eq!(jobs[0]["period"], date(today));
+    assert_eq!(jobs[1]["period"], month(today));
+    let again = ok("jobs schedule");
+    assert!(
+        again["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["created"] == false),
+        "{again}"
+    );
+
+    let ran = ok("jobs run-pending");
+    assert_eq!(
+        (&ran["ran"], &ran["done"], &ran["dead"]),
+        (&json!(2), &json!(2), &json!(0)),
+        "{ran}"
+    );
+    assert_eq!(ok("jobs run-pending")["ran"], 0);
+    let listed = ok("jobs list");
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    assert!(
+        items
+            .iter()
+            .all(|j| j["status"] == "done" && j["attempts"] == 1),
+        "{listed}"
+    );
+    let cycle = items.iter().find(|j| j["kind"] == "cycle").unwrap();
+    assert_eq!(cycle["summary"]["reminders"], 1, "{listed}");
+    assert_eq!(ok("jobs list --status dead")["items"], json!([]));
+
+    let job_id = cycle["id"].as_i64().unwrap().to_string();
+    lc.fails(&format!("jobs retry --id {job_id}"), "invalid_transition");
+    lc.fails("jobs list --kind reminders", "invalid_input");
+    let r = lc.run_env(
+        "--json jobs schedule",
+        &[("LIFECERT_SCHEDULER_TIME_ZONE", "Europe/Berlin")],
+    );
+    assert!(
+        !r.success() && r.stderr.contains("time_zone"),
+        "{}",
+        r.describe()
+    );
+}
