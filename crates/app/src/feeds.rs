@@ -808,8 +808,8 @@ impl App {
             });
         }
         let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
-        let rows: HashMap<i64, RecipientRow> = tx
-            .recipients_by_ids(&ids)
+        let rows: HashMap<i64, lifecert_store::RecipientFacts> = tx
+            .recipient_facts(&ids)
             .await?
             .into_iter()
             .map(|r| (r.id, r))
@@ -901,7 +901,15 @@ impl App {
                     SourceKind::Life => {
                         let r = match rows.get(&id) {
                             Some(r) if !changed.contains(&id) => r.clone(),
-                            _ => self.current_row(tx, id).await?,
+                            _ => {
+                                let r = self.current_row(tx, id).await?;
+                                lifecert_store::RecipientFacts {
+                                    id: r.id,
+                                    birth_date: r.birth_date,
+                                    status: r.status,
+                                    death_date: r.death_date,
+                                }
+                            }
                         };
                         self.record_life_sign(
                             tx,
@@ -962,7 +970,7 @@ impl App {
         &self,
         tx: &mut WriteTx,
         actor: &Actor,
-        r: &RecipientRow,
+        r: &lifecert_store::RecipientFacts,
         event: NaiveDate,
         record_id: &str,
         summary: &mut FeedSummary,

@@ -1354,10 +1354,12 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         );
 
         // Asked to estimate weights by EM, a feed too small for it keeps the shipped ones.
-        let estimating = app.clone().with_matching(lifecert_app::feeds::MatchingSettings {
-            weights: "estimate".into(),
-            ..Default::default()
-        });
+        let estimating = app
+            .clone()
+            .with_matching(lifecert_app::feeds::MatchingSettings {
+                weights: "estimate".into(),
+                ..Default::default()
+            });
         let again = b.file(
             "again.csv",
             "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
@@ -1370,10 +1372,12 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
             "{lines:?}"
         );
         // A stricter threshold from the settings makes it only possible.
-        let strict = app.clone().with_matching(lifecert_app::feeds::MatchingSettings {
-            probable: 60.0,
-            ..Default::default()
-        });
+        let strict = app
+            .clone()
+            .with_matching(lifecert_app::feeds::MatchingSettings {
+                probable: 60.0,
+                ..Default::default()
+            });
         let third = b.file(
             "third.csv",
             "record_id,id_number,name,gender,birth_date,event_date,region_code\n\

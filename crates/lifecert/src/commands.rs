@@ -97,6 +97,9 @@ pub enum FeedCommand {
         /// Write one CSV line per input record: record_id,class,score,recipient_id,reason
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Read and match the feed, store and change nothing (to check a new feed)
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -355,6 +358,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             file,
             format,
             report,
+            dry_run,
         }) => {
             let source = app.source(&source)?;
             let format = match format.as_deref() {
@@ -372,23 +376,28 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 None => None,
             };
             let mut write_error = None;
-            let summary = app
-                .ingest_feed(&source, &file, format, &mut |line| {
-                    if let Some(w) = writer.as_mut() {
-                        let row = [
-                            line.record_id.clone(),
-                            line.class.to_string(),
-                            line.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
-                            line.recipient_id.map(|i| i.to_string()).unwrap_or_default(),
-                            line.reason.clone(),
-                        ];
-                        if let Err(e) = w.write_record(&row) {
-                            write_error.get_or_insert(e);
-                        }
+            let mut write_line = |line: lifecert_app::feeds::ReportLine| {
+                if let Some(w) = writer.as_mut() {
+                    let row = [
+                        line.record_id.clone(),
+                        line.class.to_string(),
+                        line.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
+                        line.recipient_id.map(|i| i.to_string()).unwrap_or_default(),
+                        line.reason.clone(),
+                    ];
+                    if let Err(e) = w.write_record(&row) {
+                        write_error.get_or_insert(e);
                     }
-                })
-                .await
-                .with_context(|| format!("feed {} stopped", file.display()))?;
+                }
+            };
+            let summary = if dry_run {
+                app.preview_feed(&source, &file, format, &mut write_line)
+                    .await
+            } else {
+                app.ingest_feed(&source, &file, format, &mut write_line)
+                    .await
+            }
+            .with_context(|| format!("feed {} stopped", file.display()))?;
             if let Some(mut w) = writer {
                 if let Some(e) = write_error {
                     return Err(anyhow::anyhow!("cannot write the report: {e}"));

@@ -178,21 +178,52 @@ impl crate::Store {
 
 impl WriteTx {
     /// Stores many records at once; returns the record ids that were new. A record id
-    /// this source sent before is left as it was.
+    /// this source sent before is left as it was. (Write transactions are serialised, so
+    /// the look-up of known ids cannot race with another insert.)
     pub async fn insert_feed_records(
         &mut self,
         records: &[NewFeedRecord<'_>],
         now: &str,
     ) -> Result<std::collections::HashSet<String>> {
-        let mut inserted = std::collections::HashSet::new();
+        let mut inserted = std::collections::HashSet::with_capacity(records.len());
         for chunk in records.chunks(FEED_INSERT_ROWS) {
+            // Which of these the source sent before (usually none): asked per source.
+            let mut known = std::collections::HashSet::new();
+            let mut sources: Vec<&str> = chunk.iter().map(|r| r.source).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            for source in sources {
+                let ids: Vec<&str> = chunk
+                    .iter()
+                    .filter(|r| r.source == source)
+                    .map(|r| r.record_id)
+                    .collect();
+                let sql = self.sql(&format!(
+                    "SELECT record_id FROM feed_records WHERE source = ? AND record_id IN ({})",
+                    vec!["?"; ids.len()].join(", ")
+                ));
+                let mut q = sqlx::query(&sql).bind(source);
+                for id in &ids {
+                    q = q.bind(*id);
+                }
+                for row in q.fetch_all(self.conn()).await? {
+                    known.insert(row.try_get::<String, _>(0)?);
+                }
+            }
+            let fresh: Vec<&NewFeedRecord> = chunk
+                .iter()
+                .filter(|r| !known.contains(r.record_id))
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
             let sql = self.sql(&format!(
                 "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
-                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id",
-                tuples(chunk.len(), 10)
+                 VALUES {}",
+                tuples(fresh.len(), 10)
             ));
             let mut q = sqlx::query(&sql);
-            for r in chunk {
+            for r in &fresh {
                 q = q
                     .bind(r.source)
                     .bind(r.record_id)
@@ -205,9 +236,8 @@ impl WriteTx {
                     .bind(0_i64)
                     .bind(now);
             }
-            for row in q.fetch_all(self.conn()).await? {
-                inserted.insert(row.try_get::<String, _>(0)?);
-            }
+            q.execute(self.conn()).await?;
+            inserted.extend(fresh.iter().map(|r| r.record_id.to_string()));
         }
         Ok(inserted)
     }
@@ -350,5 +380,43 @@ impl WriteTx {
             q.execute(self.conn()).await?;
         }
         Ok(())
+    }
+}
+
+/// What the feed pipeline checks of a matched pensioner before storing a record.
+#[derive(Debug, Clone)]
+pub struct RecipientFacts {
+    pub id: i64,
+    pub birth_date: String,
+    pub status: String,
+    pub death_date: Option<String>,
+}
+
+impl WriteTx {
+    /// Birth date, status and death date of these pensioners (those that exist).
+    pub async fn recipient_facts(&mut self, ids: &[i64]) -> Result<Vec<RecipientFacts>> {
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut out = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "SELECT id, birth_date, status, death_date FROM recipients WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.conn()).await? {
+                out.push(RecipientFacts {
+                    id: r.try_get(0)?,
+                    birth_date: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    death_date: r.try_get(3)?,
+                });
+            }
+        }
+        Ok(out)
     }
 }

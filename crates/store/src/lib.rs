@@ -14,7 +14,9 @@ mod staff;
 mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
-pub use feeds::{FeedRecordRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, FEED_INSERT_ROWS};
+pub use feeds::{
+    FeedRecordRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, RecipientFacts, FEED_INSERT_ROWS,
+};
 pub use inbound::{InboundClaim, InboundKey, InboundRow};
 pub use jobs::{JobFilter, JobRow, NewJob};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
