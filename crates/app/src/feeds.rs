@@ -235,9 +235,11 @@ impl MatchingSettings {
 
 /// Records read, matched and stored per transaction.
 const CHUNK: usize = 10_000;
-/// A feed with at least this many records is matched against an in-memory table of every
+/// A feed file of this size or more is matched against an in-memory table of every
 /// pensioner's ID token (loaded once) instead of one look-up per record.
-const ID_TABLE_FROM: usize = CHUNK;
+const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
+/// Rows the reading thread hands over at a time.
+const RAW_BATCH: usize = 1_000;
 /// Pensioners whose signs of life are added up per transaction.
 const LIFE_BATCH: i64 = 1_000;
 /// EM rounds when the weights are estimated on the feed.
@@ -249,6 +251,12 @@ const EM_MIN_RECORDS: usize = 1_000;
 /// spread, so the map hashes them no further.
 #[derive(Default)]
 struct IdTable(HashMap<u128, i64, std::hash::BuildHasherDefault<TokenHasher>>);
+
+impl IdTable {
+    fn get(&self, key: [u8; 16]) -> Option<i64> {
+        self.0.get(&u128::from_le_bytes(key)).copied()
+    }
+}
 
 #[derive(Default)]
 struct TokenHasher(u64);
@@ -267,10 +275,12 @@ impl std::hash::Hasher for TokenHasher {
     }
 }
 
-/// A record as the reader thread hands it over: parsed, with its ID token.
+/// A record as the preparing thread hands it over: parsed, with its ID token and, when a
+/// table was given, the pensioner that token names.
 struct Prepared {
     record: std::result::Result<FeedRecord, String>,
     id_key: Option<[u8; 16]>,
+    exact: Option<i64>,
 }
 
 enum Checked {
@@ -282,14 +292,53 @@ enum Checked {
 impl Prepared {
     fn new(
         keys: &lifecert_crypto::KeyRing,
-        record: std::result::Result<FeedRecord, String>,
+        columns: Option<&Columns>,
+        table: Option<&IdTable>,
+        raw: Raw,
     ) -> Self {
-        let id_key = match &record {
-            Ok(r) => normalise_id(&r.id_number)
-                .map(|id| keys.blind_index(lifecert_crypto::Field::IdNumber, id.as_str())),
-            Err(_) => None,
+        let token = |id_number: &str| {
+            let key = normalise_id(id_number)
+                .map(|id| keys.blind_index(lifecert_crypto::Field::IdNumber, id.as_str()));
+            let exact = key.zip(table).and_then(|(k, t)| t.get(k));
+            (key, exact)
         };
-        Prepared { record, id_key }
+        match (raw, columns) {
+            (Raw::Csv(row), Some(c)) => {
+                let (id_key, exact) = token(Columns::get(&row, c.id_number));
+                // An exact match needs only its id and date; the rest is read for
+                // matching by name or for corrections.
+                let record = if exact.is_some() && Columns::get(&row, c.void_of).trim().is_empty() {
+                    FeedRecord {
+                        record_id: Columns::get(&row, c.record_id).to_string(),
+                        event_date: Columns::get(&row, c.event_date).to_string(),
+                        ..FeedRecord::default()
+                    }
+                } else {
+                    c.record(&row)
+                };
+                Prepared {
+                    record: Ok(record),
+                    id_key,
+                    exact,
+                }
+            }
+            (Raw::Csv(_), None) => Prepared {
+                record: Err("a CSV row without its header".into()),
+                id_key: None,
+                exact: None,
+            },
+            (Raw::Parsed(record), _) => {
+                let (id_key, exact) = match &record {
+                    Ok(r) => token(&r.id_number),
+                    Err(_) => (None, None),
+                };
+                Prepared {
+                    record,
+                    id_key,
+                    exact,
+                }
+            }
+        }
     }
 
     /// The record's own checks: a usable record id and event date.
@@ -331,7 +380,8 @@ struct Planned {
 struct IngestState<'a> {
     summary: &'a mut FeedSummary,
     matcher: Option<std::sync::Arc<Matcher>>,
-    id_table: Option<IdTable>,
+    /// Exact matches were looked up in the ID table while preparing.
+    id_table: bool,
     /// `--dry-run`: pensioner → summed weight of their records.
     matched: HashMap<i64, i64>,
     /// ID-less records waiting for probabilistic matching, in order.
@@ -402,8 +452,61 @@ pub fn normalise_id(raw: &str) -> Option<NationalId> {
 /// Reads records one at a time, with the line each started on.
 type Input = Box<dyn std::io::Read + Send>;
 
+/// Where each field is in a CSV feed's rows.
+struct Columns {
+    record_id: Option<usize>,
+    id_number: Option<usize>,
+    name: Option<usize>,
+    gender: Option<usize>,
+    birth_date: Option<usize>,
+    event_date: Option<usize>,
+    region_code: Option<usize>,
+    void_of: Option<usize>,
+}
+
+impl Columns {
+    fn new(names: &[String]) -> Columns {
+        let at = |n: &str| names.iter().position(|h| h == n);
+        Columns {
+            record_id: at("record_id"),
+            id_number: at("id_number"),
+            name: at("name"),
+            gender: at("gender"),
+            birth_date: at("birth_date"),
+            event_date: at("event_date"),
+            region_code: at("region_code"),
+            void_of: at("void_of"),
+        }
+    }
+
+    fn get(r: &csv::StringRecord, column: Option<usize>) -> &str {
+        column.and_then(|i| r.get(i)).unwrap_or("")
+    }
+
+    fn record(&self, r: &csv::StringRecord) -> FeedRecord {
+        let f = |c| Columns::get(r, c).to_string();
+        FeedRecord {
+            record_id: f(self.record_id),
+            id_number: f(self.id_number),
+            name: f(self.name),
+            gender: f(self.gender),
+            birth_date: f(self.birth_date),
+            event_date: f(self.event_date),
+            region_code: f(self.region_code),
+            void_of: f(self.void_of),
+        }
+    }
+}
+
+/// A record as read, before preparation: CSV rows stay unparsed until the preparing
+/// thread needs their fields.
+enum Raw {
+    Csv(csv::StringRecord),
+    Parsed(std::result::Result<FeedRecord, String>),
+}
+
 enum Reader {
-    Csv(csv::DeserializeRecordsIntoIter<Input, FeedRecord>),
+    Csv(csv::Reader<Input>, std::sync::Arc<Columns>),
     Jsonl(std::io::Lines<std::io::BufReader<Input>>, u64),
     Records(std::vec::IntoIter<FeedRecord>),
 }
@@ -433,32 +536,45 @@ impl Reader {
                         "line 1: the feed needs a record_id column",
                     ));
                 }
-                r.set_headers(csv::StringRecord::from(names));
-                Reader::Csv(r.into_deserialize())
+                Reader::Csv(r, std::sync::Arc::new(Columns::new(&names)))
             }
             FeedFormat::Jsonl => Reader::Jsonl(std::io::BufReader::new(file).lines(), 0),
         })
     }
 
-    fn next(&mut self) -> Option<std::result::Result<FeedRecord, String>> {
+    fn columns(&self) -> Option<std::sync::Arc<Columns>> {
         match self {
-            Reader::Csv(it) => it
-                .next()
-                .map(|r| r.map_err(|e| format!("cannot be read: {e}"))),
+            Reader::Csv(_, c) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    fn next(&mut self) -> Option<Raw> {
+        match self {
+            Reader::Csv(r, _) => {
+                let mut row = csv::StringRecord::new();
+                match r.read_record(&mut row) {
+                    Ok(true) => Some(Raw::Csv(row)),
+                    Ok(false) => None,
+                    Err(e) => Some(Raw::Parsed(Err(format!("cannot be read: {e}")))),
+                }
+            }
             Reader::Jsonl(lines, n) => loop {
                 *n += 1;
                 match lines.next()? {
-                    Err(e) => return Some(Err(format!("line {n} cannot be read: {e}"))),
+                    Err(e) => {
+                        return Some(Raw::Parsed(Err(format!("line {n} cannot be read: {e}"))))
+                    }
                     Ok(l) if l.trim().is_empty() => continue,
                     Ok(l) => {
-                        return Some(
+                        return Some(Raw::Parsed(
                             serde_json::from_str(&l)
                                 .map_err(|e| format!("line {n} is not a feed record: {e}")),
-                        )
+                        ))
                     }
                 }
             },
-            Reader::Records(it) => it.next().map(Ok),
+            Reader::Records(it) => it.next().map(|r| Raw::Parsed(Ok(r))),
         }
     }
 }
@@ -473,7 +589,8 @@ impl App {
         format: FeedFormat,
         report: &mut (dyn FnMut(ReportLine) + Send),
     ) -> Result<FeedSummary> {
-        self.ingest(source, Reader::open(path, format)?, report)
+        let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= ID_TABLE_FROM_BYTES);
+        self.ingest_with(source, Reader::open(path, format)?, report, false, large)
             .await
     }
 
@@ -484,8 +601,10 @@ impl App {
         bytes: Vec<u8>,
         format: FeedFormat,
     ) -> Result<FeedSummary> {
+        let large = bytes.len() as u64 >= ID_TABLE_FROM_BYTES;
         let reader = Reader::new(Box::new(std::io::Cursor::new(bytes)), format)?;
-        self.ingest(source, reader, &mut |_| {}).await
+        self.ingest_with(source, reader, &mut |_| {}, false, large)
+            .await
     }
 
     /// Ingests records that arrived as messages (DCI notify, OpenCRVS webhook) through the
@@ -497,20 +616,15 @@ impl App {
     ) -> Result<(FeedSummary, Vec<ReportLine>)> {
         let mut lines = Vec::new();
         let summary = self
-            .ingest(source, Reader::Records(records.into_iter()), &mut |l| {
-                lines.push(l)
-            })
+            .ingest_with(
+                source,
+                Reader::Records(records.into_iter()),
+                &mut |l| lines.push(l),
+                false,
+                false,
+            )
             .await?;
         Ok((summary, lines))
-    }
-
-    async fn ingest(
-        &self,
-        source: &Source,
-        reader: Reader,
-        report: &mut (dyn FnMut(ReportLine) + Send),
-    ) -> Result<FeedSummary> {
-        self.ingest_with(source, reader, report, false).await
     }
 
     /// Reads, matches and classifies a feed file without storing or changing anything: what
@@ -522,7 +636,8 @@ impl App {
         format: FeedFormat,
         report: &mut (dyn FnMut(ReportLine) + Send),
     ) -> Result<FeedSummary> {
-        self.ingest_with(source, Reader::open(path, format)?, report, true)
+        let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= ID_TABLE_FROM_BYTES);
+        self.ingest_with(source, Reader::open(path, format)?, report, true, large)
             .await
     }
 
@@ -536,37 +651,64 @@ impl App {
         mut reader: Reader,
         report: &mut (dyn FnMut(ReportLine) + Send),
         dry_run: bool,
+        large: bool,
     ) -> Result<FeedSummary> {
         let started = std::time::Instant::now();
         let actor = Actor::Integration(source.name.to_string());
         let mut summary = FeedSummary::default();
         let today = self.today();
+        // A large feed is matched against a table of every pensioner's ID token, on the
+        // preparing thread; a small one by a look-up per record.
+        let id_table = match large {
+            true => Some(std::sync::Arc::new(self.load_id_table().await?)),
+            false => None,
+        };
+        // Three stages: reading rows, preparing them (fields, ID tokens, table look-up),
+        // and storing them here; each hands batches to the next through a short queue.
         let (tx_chunks, mut chunks) = tokio::sync::mpsc::channel::<Vec<Prepared>>(2);
-        let keys = self.keys.clone();
+        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<Vec<Raw>>(4);
+        let columns = reader.columns();
         let reading = tokio::task::spawn_blocking(move || loop {
+            let batch: Vec<Raw> = std::iter::from_fn(|| reader.next())
+                .take(RAW_BATCH)
+                .collect();
+            let last = batch.len() < RAW_BATCH;
+            if batch.is_empty() || tx_raw.send(batch).is_err() || last {
+                return;
+            }
+        });
+        let keys = self.keys.clone();
+        let table = id_table.clone();
+        let preparing = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
-            while chunk.len() < CHUNK {
-                match reader.next() {
-                    Some(r) => chunk.push(Prepared::new(&keys, r)),
-                    None => break,
+            for batch in rx_raw {
+                for raw in batch {
+                    chunk.push(Prepared::new(
+                        &keys,
+                        columns.as_deref(),
+                        table.as_deref(),
+                        raw,
+                    ));
+                }
+                if chunk.len() >= CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx_chunks.blocking_send(full).is_err() {
+                        return;
+                    }
                 }
             }
-            let last = chunk.len() < CHUNK;
-            if chunk.is_empty() || tx_chunks.blocking_send(chunk).is_err() || last {
-                return;
+            if !chunk.is_empty() {
+                let _ = tx_chunks.blocking_send(chunk);
             }
         });
         let mut st = IngestState {
             summary: &mut summary,
             matcher: None,
-            id_table: None,
+            id_table: id_table.is_some(),
             matched: HashMap::new(),
             prob: Vec::new(),
         };
         while let Some(chunk) = chunks.recv().await {
-            if st.id_table.is_none() && chunk.len() >= ID_TABLE_FROM {
-                st.id_table = Some(self.load_id_table().await?);
-            }
             let lines = if dry_run {
                 self.preview_chunk(source, chunk, today, &mut st).await?
             } else {
@@ -592,9 +734,11 @@ impl App {
                 report(line);
             }
         }
-        reading
-            .await
-            .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
+        for stage in [reading, preparing] {
+            stage
+                .await
+                .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
+        }
         let matched = st.matched.len() as u64;
         tracing::info!(
             records = summary.records,
@@ -631,17 +775,17 @@ impl App {
         Ok(table)
     }
 
-    /// The pensioner a prepared record's ID number names, if any.
+    /// The pensioner a prepared record's ID number names, if any (looked up already
+    /// when the feed was matched against the ID table).
     async fn exact_id(
         &self,
         tx: Option<&mut WriteTx>,
-        table: Option<&IdTable>,
-        key: Option<[u8; 16]>,
+        table_used: bool,
+        p: &Prepared,
     ) -> Result<Option<i64>> {
-        let Some(key) = key else { return Ok(None) };
-        if let Some(t) = table {
-            return Ok(t.0.get(&u128::from_le_bytes(key)).copied());
-        }
+        let Some(key) = p.id_key.filter(|_| !table_used) else {
+            return Ok(p.exact);
+        };
         let row = match tx {
             Some(tx) => tx.recipient_by_bidx(&key).await?,
             None => self.store.recipient_by_bidx(&key).await?,
@@ -675,7 +819,7 @@ impl App {
                 }
                 Checked::Ok(record_id, rec, _) => (record_id, rec),
             };
-            match self.exact_id(None, st.id_table.as_ref(), p.id_key).await? {
+            match self.exact_id(None, st.id_table, &p).await? {
                 Some(id) => {
                     let e = st.matched.entry(id).or_insert(0);
                     *e += source.weight_milli.max(1);
@@ -759,9 +903,7 @@ impl App {
                     lines.push(line);
                 }
                 Checked::Ok(record_id, rec, event) => {
-                    let recipient = self
-                        .exact_id(Some(tx), st.id_table.as_ref(), p.id_key)
-                        .await?;
+                    let recipient = self.exact_id(Some(tx), st.id_table, &p).await?;
                     if recipient.is_none() && !rec.name.trim().is_empty() {
                         st.prob_records(&rec);
                     }
