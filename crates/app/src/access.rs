@@ -466,6 +466,10 @@ impl App {
                 Some(r.id),
                 serde_json::json!({"cleared": "doubtful", "status": next.describe()}),
             );
+            if next == PaymentStatus::Active {
+                self.queue_notice(tx, r.id, lifecert_notify::Kind::Resumed, today)
+                    .await?;
+            }
         }
         Ok(())
     }

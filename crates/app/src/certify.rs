@@ -208,6 +208,8 @@ impl App {
                             Some(r.id),
                             serde_json::json!({"cleared": cleared.as_str(), "certification_id": certification_id}),
                         );
+                        self.queue_notice(tx, r.id, lifecert_notify::Kind::Resumed, today)
+                            .await?;
                     }
                 }
             }

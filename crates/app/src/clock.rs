@@ -31,8 +31,13 @@ impl FixedClock {
     }
 
     pub fn set(&self, date: NaiveDate) {
+        self.set_time(date.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc());
+    }
+
+    /// Moves to an exact instant (quiet hours, retry back-off).
+    pub fn set_time(&self, time: DateTime<Utc>) {
         if let Ok(mut t) = self.0.lock() {
-            *t = date.and_hms_opt(9, 0, 0).unwrap_or_default().and_utc();
+            *t = time;
         }
     }
 }

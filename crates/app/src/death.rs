@@ -297,6 +297,10 @@ impl App {
             Some(r.id),
             serde_json::json!({"voided_death_date": r.death_date, "status": status.describe()}),
         );
+        if status == PaymentStatus::Active {
+            self.queue_notice(tx, r.id, lifecert_notify::Kind::Resumed, today)
+                .await?;
+        }
         Ok(death_report(status, None, &[], Fen::ZERO, None))
     }
 }

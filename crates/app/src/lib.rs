@@ -13,6 +13,7 @@ pub mod import;
 pub mod integration;
 pub mod jobs;
 pub mod keys;
+pub mod notifications;
 pub mod payments;
 pub mod recipients;
 pub mod recovery;

@@ -83,6 +83,9 @@ pub struct ContactUpdate {
     pub residence: Option<String>,
     /// ISO 3166 alpha-2, required when abroad
     pub country: Option<String>,
+    /// Contact details for notifications.
+    #[serde(flatten)]
+    pub notification: crate::notifications::NotificationContactUpdate,
 }
 
 fn not_found(what: &str) -> AppError {
@@ -276,6 +279,10 @@ impl App {
                 Some(r.id),
                 serde_json::json!({"case_id": case.id, "previous": status.describe()}),
             );
+            if restored == PaymentStatus::Active {
+                self.queue_notice(tx, r.id, lifecert_notify::Kind::Resumed, today)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -694,6 +701,8 @@ impl App {
                 serde_json::json!({"old": r.country, "new": country}),
             );
         }
+        self.update_notification_contact(&mut tx, r.id, &update.notification, &mut changes)
+            .await?;
         if changes.is_empty() {
             return Ok(());
         }
@@ -751,12 +760,30 @@ impl App {
                 details: serde_json::json!({"month": p.month, "months": p.months.split(',').collect::<Vec<_>>(), "amount_fen": p.amount_fen, "run": p.run_status}),
             });
         }
-        for n in self.store.notifications_of(r.id).await? {
+        // Each notice once per addressee, with where its delivery stands, then every
+        // delivery attempt with its outcome.
+        for n in self.store.deliveries_of(r.id).await? {
             events.push(TimelineEvent {
                 at: n.created_at,
                 kind: "notification".into(),
                 what: format!("notification.{}", n.kind),
-                details: serde_json::json!({"due_on": n.due_on, "days_before": n.stage, "status": n.status}),
+                details: serde_json::json!({
+                    "date": n.due_on, "days_before": n.stage, "delivery_id": n.id,
+                    "addressee": n.addressee, "channel": n.channel, "status": n.status,
+                    "attempts": n.attempts, "last_error": n.last_error,
+                }),
+            });
+        }
+        for a in self.store.attempts_of(r.id).await? {
+            events.push(TimelineEvent {
+                at: a.at,
+                kind: "notification".into(),
+                what: "notification.attempt".into(),
+                details: serde_json::json!({
+                    "notice": a.kind, "delivery_id": a.delivery_id, "addressee": a.addressee,
+                    "attempt": a.attempt, "channel": a.channel, "outcome": a.outcome,
+                    "reason": a.reason, "provider_id": a.provider_id,
+                }),
             });
         }
         events.sort_by(|a, b| a.at.cmp(&b.at));

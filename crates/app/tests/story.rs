@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 #[path = "story/jobs.rs"]
 mod jobs;
+#[path = "story/notifications.rs"]
+mod notifications;
 
 const TODAY: &str = "2026-11-30";
 
@@ -415,12 +417,13 @@ async fn cycle_reminds_once_per_stage_and_suspends_after_grace() {
             audit_before,
             "a repeated run writes nothing"
         );
+        // Two reminders, an overdue notice and two suspension notices.
         assert_eq!(
             app.store()
                 .count_rows(Table::NotificationOutbox)
                 .await
                 .unwrap(),
-            2
+            5
         );
 
         for (who, status, reason) in [

@@ -35,6 +35,7 @@ string_enum!(
     WriteOffRecovery => "write_off_recovery",
     ViewJobs => "view_jobs",
     RetryJob => "retry_job",
+    ViewNotifications => "view_notifications",
 });
 
 impl Role {
@@ -76,6 +77,9 @@ impl Role {
             // run the service and auditors check that each period's job ran once.
             ViewJobs => matches!(self, Supervisor | Auditor),
             RetryJob => matches!(self, Supervisor),
+            // Notifications that could not be delivered are followed up (a call, a home
+            // visit) by the supervisor who runs the region's service.
+            ViewNotifications => matches!(self, Supervisor),
         }
     }
 
@@ -141,6 +145,7 @@ mod tests {
                 matches!(role, Role::Supervisor | Role::Auditor)
             );
             assert_eq!(role.may(RetryJob), *role == Role::Supervisor);
+            assert_eq!(role.may(ViewNotifications), *role == Role::Supervisor);
         }
     }
 

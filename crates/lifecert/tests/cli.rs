@@ -321,17 +321,24 @@ fn certification_story(lc: &Lc) {
     let cycle = lc.ok(&format!("cycle run --as-of {as_of}"));
     assert_exact_keys(
         &cycle,
-        &["as_of", "evaluated", "reminders", "overdue", "suspended"],
+        &[
+            "as_of",
+            "evaluated",
+            "reminders",
+            "overdue",
+            "suspended",
+            "overdue_notices",
+        ],
     );
     assert_eq!(
         cycle,
-        json!({"as_of": as_of, "evaluated": 4, "reminders": 1, "overdue": 1, "suspended": 1})
+        json!({"as_of": as_of, "evaluated": 4, "reminders": 1, "overdue": 1, "suspended": 1, "overdue_notices": 1})
     );
     // The same day again changes nothing.
     let again = lc.ok(&format!("cycle run --as-of {as_of}"));
     assert_eq!(
         again,
-        json!({"as_of": as_of, "evaluated": 4, "reminders": 0, "overdue": 1, "suspended": 0})
+        json!({"as_of": as_of, "evaluated": 4, "reminders": 0, "overdue": 1, "suspended": 0, "overdue_notices": 0})
     );
 
     let v = lc.show(&late);

@@ -7,6 +7,7 @@ mod feeds;
 mod inbound;
 mod jobs;
 mod migrate;
+mod notifications;
 mod queries;
 mod records;
 mod recovery;
@@ -19,15 +20,17 @@ pub use feeds::{
 };
 pub use inbound::{InboundClaim, InboundKey, InboundRow};
 pub use jobs::{JobFilter, JobRow, NewJob};
+pub use notifications::{
+    AttemptRecord, AttemptRow, DeliveryContext, DeliveryFilter, DeliveryRow, NewNotice,
+    NotificationContact, WaitingCount,
+};
 pub use queries::{AuditRow, RecipientFilter, ReviewCaseRow};
 pub use records::*;
 pub use recovery::{
     RecoveryFilter, RecoveryPaymentRow, RecoveryRow, RecoveryUpdate, RequestedRecovery,
 };
 pub use staff::{ApiKeyRow, SessionRow, UserRow};
-pub use workflows::{
-    CertificationFact, HomeVisitRow, NotificationRow, PaymentHistoryRow, ServiceRecordRow,
-};
+pub use workflows::{CertificationFact, HomeVisitRow, PaymentHistoryRow, ServiceRecordRow};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor, Transaction};

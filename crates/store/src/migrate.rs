@@ -53,6 +53,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0007_jobs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "notifications",
+        sqlite: include_str!("../migrations/sqlite/0008_notifications.sql"),
+        postgres: include_str!("../migrations/postgres/0008_notifications.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -702,36 +702,6 @@ impl WriteTx {
             .collect()
     }
 
-    /// Records reminders; returns the recipients whose reminder is new (a stage already
-    /// recorded for the same due date is left alone).
-    pub async fn insert_reminders(
-        &mut self,
-        reminders: &[(i64, String, i64)],
-        created_at: &str,
-    ) -> Result<Vec<i64>> {
-        let mut out = Vec::new();
-        for chunk in reminders.chunks(BATCH_ROWS) {
-            let sql = self.sql(&format!(
-                "INSERT INTO notification_outbox (recipient_id, kind, due_on, stage, status, created_at) VALUES {} ON CONFLICT (recipient_id, kind, due_on, stage) DO NOTHING RETURNING recipient_id",
-                value_groups(chunk.len(), 6)
-            ));
-            let mut q = sqlx::query(&sql);
-            for (id, due_on, stage) in chunk {
-                q = q
-                    .bind(*id)
-                    .bind("reminder")
-                    .bind(due_on)
-                    .bind(*stage)
-                    .bind("pending")
-                    .bind(created_at);
-            }
-            for row in q.fetch_all(self.conn()).await? {
-                out.push(row.try_get(0)?);
-            }
-        }
-        Ok(out)
-    }
-
     /// Suspends the given pensioners if they are still active; returns those suspended.
     pub async fn suspend_active(
         &mut self,

@@ -75,15 +75,6 @@ pub struct PaymentHistoryRow {
     pub exported_at: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct NotificationRow {
-    pub kind: String,
-    pub due_on: String,
-    pub stage: i64,
-    pub status: String,
-    pub created_at: String,
-}
-
 async fn fetch_visit<'c, E>(e: E, dialect: crate::Dialect, id: i64) -> Result<Option<HomeVisitRow>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
@@ -170,27 +161,6 @@ impl Store {
                     amount_fen: r.try_get(3)?,
                     run_status: r.try_get(4)?,
                     exported_at: r.try_get(5)?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn notifications_of(&self, recipient_id: i64) -> Result<Vec<NotificationRow>> {
-        let sql = self.sql(
-            "SELECT kind, due_on, stage, status, created_at FROM notification_outbox WHERE recipient_id = ? ORDER BY id",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(recipient_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(NotificationRow {
-                    kind: r.try_get(0)?,
-                    due_on: r.try_get(1)?,
-                    stage: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
                 })
             })
             .collect()

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         list_certifications, get_certification, get_review_case, list_appeals, get_appeal,
         get_home_visit, payment_instructions, upload_feed, get_job, list_jobs, retry_job, dci_notify, opencrvs_webhook,
         opencrvs_subscription, list_recoveries, get_recovery,
-        request_recovery, record_recovery_payment, write_off_recovery
+        request_recovery, record_recovery_payment, write_off_recovery, list_notifications
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)

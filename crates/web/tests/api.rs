@@ -544,7 +544,7 @@ const N: bool = false;
 /// (allowed: its 2xx; refused: 403 `forbidden`). Every authenticated route of [`ROUTES`]
 /// has a line (the test checks); `{id}` names the thing of the route's own kind.
 #[rustfmt::skip]
-const POLICY: [(&str, [bool; 6]); 33] = [
+const POLICY: [(&str, [bool; 6]); 34] = [
     //                                                   cert rev cons sup aud part
     ("GET /api/v1/recipients",                          [Y,   Y,  Y,   Y,  N,  Y]),
     ("POST /api/v1/recipients",                         [N,   N,  N,   Y,  N,  N]),
@@ -582,6 +582,8 @@ const POLICY: [(&str, [bool; 6]); 33] = [
     ("GET /api/v1/jobs",                                [N,   N,  N,   Y,  Y,  N]),
     ("GET /api/v1/jobs/{id}",                           [N,   N,  N,   Y,  Y,  N]),
     ("POST /api/v1/jobs/{id}/retry",                    [N,   N,  N,   Y,  N,  N]),
+    // Undelivered notifications are followed up by the region's supervisor.
+    ("GET /api/v1/notifications?status=failed",         [N,   N,  N,   Y,  N,  N]),
     // Last: it ends the sessions the other lines use.
     ("POST /api/v1/auth/logout",                        [Y,   Y,  Y,   Y,  Y,  Y]),
 ];
@@ -1948,8 +1950,9 @@ async fn a_path_id_that_is_not_a_number_names_nothing() {
 
 /// Every route the router serves. A new route goes here, into the router and into the
 /// OpenAPI document together: the test compares all three.
-const ROUTES: [(&str, &str); 42] = [
+const ROUTES: [(&str, &str); 43] = [
     ("post", "/api/v1/feeds/{source}"),
+    ("get", "/api/v1/notifications"),
     ("get", "/api/v1/jobs"),
     ("get", "/api/v1/jobs/{id}"),
     ("post", "/api/v1/jobs/{id}/retry"),
@@ -4736,6 +4739,152 @@ async fn recovery_cases_are_requested_paid_back_and_written_off_over_the_api() {
             "{n}: {}",
             r.text
         );
+        env.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Notifications: contact details for them, and the follow-up list of failed ones
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn failed_notifications_are_listed_for_the_regions_supervisor_without_contact_details() {
+    use lifecert_app::notifications::DeliveryWorker;
+    use lifecert_notify::testing::{FakeGateway, Reply};
+
+    for b in backends().await {
+        let env = Env::new(b).await;
+        let n = env.name();
+        let nanjing = env.staff("sup-nj", Role::Supervisor, "3201").await;
+        let canton = env.staff("sup-gz", Role::Supervisor, "44").await;
+        let certifier = env.staff("cert-nj", Role::Certifier, "3201").await;
+        let p = &env.people;
+        let path = format!("/api/v1/recipients/{}", p.nanjing.id);
+        const AGENT_PHONE: &str = "13900139000";
+
+        for (body, field) in [
+            (json!({"agent_phone": "12345"}), "agent_phone"),
+            (json!({"preferred_channel": "fax"}), "preferred_channel"),
+            (json!({"preferred_channel": "email"}), "preferred_channel"),
+            (json!({"email": "not an address"}), "email"),
+        ] {
+            let r = env.patch(&path, Auth::Bearer(&certifier), &body).await;
+            r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(field),
+                "{n}: {body}: {}",
+                r.text
+            );
+        }
+        let r = env
+            .patch(
+                &path,
+                Auth::Bearer(&certifier),
+                &json!({"agent_name": "王小明", "agent_phone": AGENT_PHONE, "language": "en"}),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert!(!r.text.contains(AGENT_PHONE), "{n}: {}", r.text);
+
+        // Everyone is due on 15 March 2027: the 60-day reminders, which the gateway refuses.
+        env.app
+            .run_cycle(&Actor::System, d("2027-01-20"))
+            .await
+            .unwrap();
+        let gateway = FakeGateway::start().await.unwrap();
+        gateway.reply_with(Reply::status(400));
+        let notifier = lifecert_notify::Notifier::new(lifecert_notify::NotifySettings {
+            sms: Some(lifecert_notify::SmsSettings {
+                url: gateway.url("/send"),
+                auth_header_name: "Authorization".into(),
+                auth_header_value: None,
+                body_template: lifecert_notify::DEFAULT_SMS_BODY.into(),
+                provider_id_pointer: None,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let run = env
+            .app
+            .run_pending_notifications(
+                &Arc::new(notifier),
+                &DeliveryWorker {
+                    name: "api-test".into(),
+                    concurrency: 8,
+                    lease: DeliveryWorker::default_lease(10_000),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.report.failed, 6, "{n}: {run:?}");
+
+        let r = env
+            .get(
+                "/api/v1/notifications?status=failed",
+                Auth::Bearer(&nanjing),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(
+            items.len(),
+            5,
+            "{n}: four pensioners and one agent: {}",
+            r.text
+        );
+        let agent: Vec<&Value> = items.iter().filter(|i| i["addressee"] == "agent").collect();
+        assert_eq!(agent.len(), 1, "{n}");
+        assert_eq!(
+            (
+                &agent[0]["recipient_id"],
+                &agent[0]["kind"],
+                &agent[0]["language"],
+                &agent[0]["status"],
+                &agent[0]["attempts"]
+            ),
+            (
+                &json!(p.nanjing.id),
+                &json!("reminder"),
+                &json!("en"),
+                &json!("failed"),
+                &json!(1)
+            ),
+            "{n}: {}",
+            r.text
+        );
+        assert!(agent[0]["last_error"].as_str().unwrap().contains("400"));
+        for secret in [AGENT_PHONE, "13800138000", "王建国", "王小明"] {
+            assert!(!r.text.contains(secret), "{n}: {secret} in {}", r.text);
+        }
+        let r = env
+            .get("/api/v1/notifications?status=failed", Auth::Bearer(&canton))
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{n}");
+        env.get(
+            "/api/v1/notifications?status=failed&region=44",
+            Auth::Bearer(&nanjing),
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "out_of_region", n);
+        env.get("/api/v1/notifications?status=dead", Auth::Bearer(&nanjing))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+
+        // Each attempt is on the pensioner's timeline.
+        let r = env
+            .get(&format!("{path}/timeline"), Auth::Bearer(&nanjing))
+            .await;
+        let attempts = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["what"] == "notification.attempt")
+            .count();
+        assert_eq!(attempts, 2, "{n}: {}", r.text);
         env.finish().await;
     }
 }

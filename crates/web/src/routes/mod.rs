@@ -6,6 +6,7 @@ mod dci;
 mod integration;
 mod jobs;
 mod lookups;
+mod notifications;
 mod recipients;
 mod recovery;
 mod reviews;
@@ -27,6 +28,7 @@ pub(crate) use lookups::{
     __path_get_appeal, __path_get_certification, __path_get_home_visit, __path_get_review_case,
     __path_list_appeals, __path_list_certifications,
 };
+pub(crate) use notifications::__path_list_notifications;
 pub(crate) use recipients::__path_get_recipient;
 pub(crate) use recipients::__path_list_recipients;
 pub(crate) use recovery::{
@@ -124,6 +126,10 @@ pub fn routes() -> Router<AppState> {
             post(integration::upload_feed).layer(axum::extract::DefaultBodyLimit::max(
                 lifecert_app::jobs::MAX_FEED_UPLOAD_BYTES,
             )),
+        )
+        .route(
+            "/api/v1/notifications",
+            get(notifications::list_notifications),
         )
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{id}", get(jobs::get_job))
