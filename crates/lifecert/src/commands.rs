@@ -59,6 +59,9 @@ pub enum Command {
     /// Background jobs: the daily cycle, payment exports, uploaded feeds
     #[command(subcommand)]
     Jobs(crate::scheduler::JobsCommand),
+    /// Notifications to pensioners and their agents (SMS, email, app push)
+    #[command(subcommand)]
+    Notify(crate::notify::NotifyCommand),
     /// Headline counts
     Stats {
         /// Date to count overdue and valid certifications at (default: today)
@@ -138,7 +141,7 @@ pub enum ImportCommand {
 
 #[derive(Subcommand)]
 pub enum CycleCommand {
-    /// Record due reminders and suspend pensioners past the grace period
+    /// Record due reminders and overdue notices; suspend pensioners past the grace period (with a notice)
     Run {
         /// The date to run the cycle for, YYYY-MM-DD (default: today)
         #[arg(long, value_parser = parse_date)]
@@ -419,8 +422,8 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             let r = app.run_cycle(&actor, as_of).await?;
             out.finish(
                 || format!(
-                    "Cycle as of {}: {} pensioners evaluated, {} reminders recorded, {} overdue within the grace period, {} newly suspended",
-                    r.as_of, r.evaluated, r.reminders, r.overdue, r.suspended
+                    "Cycle as of {}: {} pensioners evaluated, {} reminders recorded, {} overdue within the grace period ({} newly told), {} newly suspended",
+                    r.as_of, r.evaluated, r.reminders, r.overdue, r.overdue_notices, r.suspended
                 ),
                 &r,
             );
@@ -554,6 +557,9 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         Command::Jobs(cmd) => {
             crate::scheduler::run_jobs_command(&app, &settings, &actor, cmd, out).await?;
         }
+        Command::Notify(cmd) => {
+            crate::notify::run_notify_command(&app, &settings.notify, cmd, out).await?;
+        }
         Command::Stats { as_of } => {
             let c = app.counts(as_of.unwrap_or_else(|| app.today())).await?;
             out.finish(
@@ -610,6 +616,7 @@ async fn serve_until_stopped(
     out: Output,
 ) -> Result<()> {
     let background = crate::scheduler::start(&app, &settings.scheduler);
+    let delivery = crate::notify::start(&app, &settings.notify)?;
     let mut state = lifecert_web::AppState::new(app, settings.secure_cookies);
     if let Some(secret) = &settings.opencrvs_secret {
         state = state.with_opencrvs_secret(secret.clone());
@@ -618,14 +625,18 @@ async fn serve_until_stopped(
         "lifecert: serving on http://{addr} (API under /api/v1, OpenAPI at /api/v1/openapi.json); Ctrl-C stops"
     ));
     let stop_jobs = background.stopper();
+    let stop_delivery = delivery.stopper();
     let served = lifecert_web::serve(state, addr, async move {
         shutdown_signal().await;
         stop_jobs();
+        stop_delivery();
     })
     .await
     .with_context(|| format!("cannot serve on {addr}"));
-    // Running jobs finish within the grace period or are given back to the other nodes.
+    // Running jobs finish within the grace period or are given back to the other nodes;
+    // messages being sent finish within the request timeout.
     background.finish().await;
+    delivery.finish().await;
     served
 }
 

@@ -54,6 +54,9 @@ pub async fn run(
         matching: settings.matching.clone(),
         scheduler: settings.scheduler.clone(),
         opencrvs_secret: settings.opencrvs_secret.clone(),
+        // Generated phone numbers may belong to real people: the demo never sends, its
+        // notifications wait in the outbox.
+        notify: crate::notify::NotifyConfig::load(None)?,
     };
     let app = open_app(&demo_settings, out).await?;
     let actor = Actor::System;

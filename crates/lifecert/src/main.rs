@@ -2,6 +2,7 @@
 
 mod commands;
 mod demo;
+mod notify;
 mod output;
 mod scheduler;
 mod settings;

@@ -29,6 +29,8 @@ struct FileSettings {
     scheduler: crate::scheduler::SchedulerFile,
     #[serde(default)]
     integration: IntegrationSettings,
+    /// `[notify]`: read by `crate::notify` (channels for `lifecert-notify`, and delivery).
+    notify: Option<toml::Table>,
 }
 
 /// `[integration]`: endpoints other systems push to.
@@ -56,6 +58,8 @@ pub struct Settings {
     /// named by `LIFECERT_OPENCRVS_SECRET_FILE` or `[integration] opencrvs_secret_file`.
     /// Without one the webhook is off.
     pub opencrvs_secret: Option<WebhookSecret>,
+    /// `[notify]`: the notification channels and how `serve` delivers.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -124,8 +128,10 @@ impl Settings {
             },
         };
         let scheduler = crate::scheduler::SchedulerSettings::load(file.scheduler)?;
+        let notify = crate::notify::NotifyConfig::load(file.notify)?;
         Ok(Settings {
             scheduler,
+            notify,
             sources,
             matching: file.matching.clone(),
             opencrvs_secret,

@@ -1727,3 +1727,94 @@ fn jobs_are_scheduled_once_run_by_run_pending_and_listed() {
         r.describe()
     );
 }
+
+#[test]
+fn notify_run_pending_waits_without_a_channel_and_delivers_once_with_one() {
+    use lifecert_notify::testing::FakeGateway;
+    let lc = Lc::sqlite();
+    let due_soon = months_before(today() + Duration::days(10), 12);
+    lc.import(
+        "roll.csv",
+        &roll(&[line(
+            &id("110105", "19500101", "013"),
+            "王伟",
+            "3000.00",
+            &date(due_soon),
+            "",
+        )]),
+    );
+    assert_eq!(
+        lc.ok(&format!("cycle run --as-of {}", date(today())))["reminders"],
+        1
+    );
+
+    // No channel configured: nothing is tried, and the summary says why it waits.
+    let waiting = lc.ok("notify run-pending");
+    assert_exact_keys(
+        &waiting,
+        &[
+            "claimed",
+            "delivered",
+            "retrying",
+            "failed",
+            "cancelled",
+            "released",
+            "recovered",
+            "deferred",
+            "lost_lease",
+            "waiting",
+        ],
+    );
+    assert_eq!(waiting["claimed"], 0, "{waiting}");
+    assert_eq!(
+        (
+            &waiting["waiting"][0]["channel"],
+            &waiting["waiting"][0]["count"],
+            &waiting["waiting"][0]["configured"]
+        ),
+        (&json!("sms"), &json!(1), &json!(false)),
+        "{waiting}"
+    );
+    let human = lc.run("notify run-pending");
+    assert!(
+        human.stdout.contains("not configured ([notify.sms]"),
+        "{}",
+        human.describe()
+    );
+
+    // With an SMS gateway (no quiet hours, whatever time the test runs): sent once.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let gateway = runtime.block_on(FakeGateway::start()).unwrap();
+    lc.write(
+        "lifecert.toml",
+        &format!(
+            "[notify]\nquiet_hours = {{ start = \"00:00\", end = \"00:00\" }}\n[notify.sms]\nurl = \"{}\"\n",
+            gateway.url("/send")
+        ),
+    );
+    let sent = lc.ok("--config lifecert.toml notify run-pending");
+    assert_eq!(
+        (&sent["claimed"], &sent["delivered"], &sent["waiting"]),
+        (&json!(1), &json!(1), &json!([])),
+        "{sent}"
+    );
+    let got = gateway.received();
+    assert_eq!(got.len(), 1);
+    let body = got[0].json().unwrap();
+    assert_eq!(body["phone"], "13800138000");
+    assert!(body["text"].as_str().unwrap().contains("王伟"), "{body}");
+    assert_eq!(
+        lc.ok("--config lifecert.toml notify run-pending")["claimed"],
+        0
+    );
+    assert_eq!(gateway.received().len(), 1);
+
+    // A mistake in [notify] stops the command at start, naming the setting.
+    lc.write("bad.toml", "[notify.sms]\nurl = \"ftp://gateway\"\n");
+    let r = lc.run("--json --config bad.toml notify run-pending");
+    assert!(
+        !r.success() && r.stderr.contains("notify.sms.url"),
+        "{}",
+        r.describe()
+    );
+}
