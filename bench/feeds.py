@@ -608,7 +608,7 @@ def print_runs(runs_table):
     print("load: 1-minute load average just before the run (other work on the machine skews the times)")
 
 
-def print_quality(q, splink):
+def print_quality(q):
     print()
     print(f"== quality: lifecert on the ID-less feed ({q['n_true']:,} true records, {q['n_decoys']:,} decoys)")
     p = q["probable"]
@@ -634,14 +634,16 @@ def print_quality(q, splink):
             f"{row['threshold']:>9}    | {a['predicted']:>9,} {a['precision']:>10.5f} {a['recall']:>9.5f} {a['f1']:>9.5f} {a['false_positives']:>6,}"
             f"      | {b['predicted']:>9,} {b['precision']:>10.5f} {b['recall']:>9.5f} {b['f1']:>9.5f} {b['false_positives']:>6,}"
         )
-    if splink:
-        print()
-        print(f"== quality: Splink on the same feed (each record's best pair; {splink.get('pairs_scored_at_min_threshold', 0):,} pairs scored)")
-        print("match prob >= | predicted  precision    recall        F1     fp")
-        for row in splink["quality"]:
-            print(
-                f"{row['threshold']:>13} | {row['predicted']:>9,} {row['precision']:>10.5f} {row['recall']:>9.5f} {row['f1']:>9.5f} {row['false_positives']:>6,}"
-            )
+
+
+def print_splink_quality(splink):
+    print()
+    print(f"== quality: Splink on the same feed (each record's best pair; {splink.get('pairs_scored_at_min_threshold', 0):,} pairs scored)")
+    print("match prob >= | predicted  precision    recall        F1     fp")
+    for row in splink["quality"]:
+        print(
+            f"{row['threshold']:>13} | {row['predicted']:>9,} {row['precision']:>10.5f} {row['recall']:>9.5f} {row['f1']:>9.5f} {row['false_positives']:>6,}"
+        )
 
 
 def print_errors(e):
@@ -802,7 +804,11 @@ def main():
         elif s and r.get("peer") == "prob":
             print(f"  Splink: phases {s['timings']}")
     if quality:
-        print_quality(quality, (results.get("splink") or {}).get("summary"))
+        print_quality(quality)
+    splink_summary = (results.get("splink") or {}).get("summary")
+    if splink_summary:
+        print_splink_quality(splink_summary)
+    if errors:
         print_errors(errors)
     if not dry_run and not args.skip_exact:
         print("\nnote: this lifecert has no `feed ingest --dry-run`, so the matching-only run was skipped")
