@@ -3,11 +3,12 @@
 //! the outbox by workers on any node, and listed for staff when they cannot be delivered.
 //!
 //! Delivery, one round: deliveries whose worker's lease ran out are made waiting again
-//! (the lost attempt recorded); SMS waiting during quiet hours is moved to their end; a
-//! batch of due deliveries on configured channels is claimed with a lease; each is checked
-//! to be still true (a reminder to someone who has since certified is cancelled), rendered
-//! from the decrypted name, sent once under its stable message id, and its outcome
-//! recorded: delivered, retrying (the notify crate's back-off) or failed.
+//! (the lost attempt recorded); pending notices get their deliveries, one per addressee
+//! (the pensioner; an agent when one is recorded); SMS waiting during quiet hours is moved
+//! to their end; a batch of due deliveries on configured channels is claimed with a lease;
+//! each is checked to be still true (a reminder to someone who has since certified is
+//! cancelled), rendered from the decrypted name, sent once under its stable message id,
+//! and its outcome recorded: delivered, retrying (the notify crate's back-off) or failed.
 
 use crate::access::require;
 use crate::staff::Staff;
@@ -35,6 +36,10 @@ pub const DELIVERY_STATUSES: [&str; 6] = [
     "failed",
     "cancelled",
 ];
+
+/// Notices whose deliveries one round makes: the cycle records a day's notices at once,
+/// and they are turned into deliveries a slice at a time beside the sending.
+const NOTICES_PER_ROUND: i64 = 1000;
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -76,6 +81,8 @@ pub struct DeliveryReport {
     pub released: u64,
     /// Deliveries another worker had left half-done (its lease ran out), made waiting again.
     pub recovered: u64,
+    /// Notices whose deliveries were made (one per addressee).
+    pub queued: u64,
     /// SMS moved to the end of quiet hours.
     pub deferred: u64,
     /// Outcomes not recorded on the delivery because another worker had taken it over.
@@ -91,6 +98,7 @@ impl DeliveryReport {
         self.cancelled += other.cancelled;
         self.released += other.released;
         self.recovered += other.recovered;
+        self.queued += other.queued;
         self.deferred += other.deferred;
         self.lost_lease += other.lost_lease;
     }
@@ -273,6 +281,10 @@ impl App {
             .store
             .expire_lost_deliveries(&now_s, i64::from(MAX_ATTEMPTS), &worker.name)
             .await?;
+        report.queued = self
+            .store
+            .queue_pending_notices(&now_s, NOTICES_PER_ROUND)
+            .await?;
         let mut channels = Vec::new();
         for channel in ChannelKind::ALL {
             if !notifier.is_configured(channel) {
@@ -346,7 +358,7 @@ impl App {
         loop {
             let round = self.deliver_due_notifications(notifier, worker).await?;
             total.add(&round);
-            if round.claimed == 0 && round.recovered == 0 {
+            if round.claimed == 0 && round.recovered == 0 && round.queued == 0 {
                 break;
             }
         }
@@ -387,7 +399,7 @@ impl App {
                     if report.claimed > 0 {
                         tracing::debug!(?report, "delivery round");
                     }
-                    report.claimed == 0
+                    report.claimed == 0 && report.queued == 0
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "notification delivery: cannot reach the outbox; trying again");

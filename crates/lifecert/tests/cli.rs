@@ -1760,6 +1760,7 @@ fn notify_run_pending_waits_without_a_channel_and_delivers_once_with_one() {
             "cancelled",
             "released",
             "recovered",
+            "queued",
             "deferred",
             "lost_lease",
             "waiting",

@@ -178,6 +178,44 @@ fn placeholders(n: usize) -> String {
 /// Waiting to be sent: new, or back-off after a failed attempt.
 const WAITING: &str = "status IN ('pending', 'retrying')";
 
+/// One delivery per addressee: the pensioner on the channel they prefer when they have
+/// its contact detail (SMS otherwise), and an agent or family member by SMS when one
+/// is recorded.
+async fn queue_deliveries(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    notices: &[i64],
+    now: &str,
+) -> Result<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let ids = placeholders(notices.len());
+    let pensioner = dialect.sql(&format!(
+        "INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT o.id, o.recipient_id, 'pensioner', \
+         CASE WHEN r.preferred_channel = 'email' AND r.email_enc IS NOT NULL THEN 'email' \
+              WHEN r.preferred_channel = 'webhook' AND r.app_ref_enc IS NOT NULL THEN 'webhook' ELSE 'sms' END, \
+         COALESCE(r.language, 'zh'), 'pending', 0, ?, ?, ? \
+         FROM notification_outbox o JOIN recipients r ON r.id = o.recipient_id WHERE o.id IN ({ids}) \
+         ON CONFLICT (outbox_id, addressee) DO NOTHING"
+    ));
+    let agent = dialect.sql(&format!(
+        "INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT o.id, o.recipient_id, 'agent', 'sms', COALESCE(r.language, 'zh'), 'pending', 0, ?, ?, ? \
+         FROM notification_outbox o JOIN recipients r ON r.id = o.recipient_id WHERE o.id IN ({ids}) AND r.agent_phone_enc IS NOT NULL \
+         ON CONFLICT (outbox_id, addressee) DO NOTHING"
+    ));
+    for sql in [pensioner, agent] {
+        let mut q = sqlx::query(&sql).bind(now).bind(now).bind(now);
+        for outbox_id in notices {
+            q = q.bind(*outbox_id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Delivery bookkeeping does not queue behind the audit head's lock (a long cycle
     /// holds it); SQLite's writers of this process still take their turn in the FIFO.
@@ -194,6 +232,35 @@ impl Store {
             StoreError::Corrupt("the message id prefix is missing from meta".into())
         })?;
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Makes the deliveries of up to `limit` pending notices (oldest first) and marks the
+    /// notices `queued`, in one transaction; several nodes may do it at once (PostgreSQL
+    /// skips notices another node is queuing). Returns how many notices.
+    pub async fn queue_pending_notices(&self, now: &str, limit: i64) -> Result<u64> {
+        let _turn = self.delivery_write_turn().await;
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE notification_outbox SET status = 'queued' WHERE id IN \
+             (SELECT id FROM notification_outbox WHERE status = 'pending' ORDER BY id LIMIT ?{lock}) \
+             AND status = 'pending' RETURNING id"
+        );
+        let ids: Vec<i64> = sqlx::query(&self.sql(&sql))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for chunk in ids.chunks(CHUNK) {
+            queue_deliveries(&mut tx, self.dialect, chunk, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
     }
 
     /// Deliveries left `sending` by a worker whose lease ran out (its node stopped or
@@ -541,8 +608,9 @@ impl Store {
 }
 
 impl WriteTx {
-    /// Records notices that are not recorded yet (by their unique key) and queues their
-    /// deliveries. Returns `(outbox id, recipient id)` of the new ones.
+    /// Records notices that are not recorded yet (by their unique key), `pending` until a
+    /// delivery worker makes their deliveries ([`Store::queue_pending_notices`]). Returns
+    /// `(outbox id, recipient id)` of the new ones.
     pub async fn insert_notices(
         &mut self,
         notices: &[NewNotice],
@@ -550,7 +618,7 @@ impl WriteTx {
     ) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::new();
         for chunk in notices.chunks(CHUNK) {
-            let groups = vec!["(?, ?, ?, ?, 'queued', ?)"; chunk.len()].join(", ");
+            let groups = vec!["(?, ?, ?, ?, 'pending', ?)"; chunk.len()].join(", ");
             let sql = self.sql(&format!(
                 "INSERT INTO notification_outbox (recipient_id, kind, due_on, stage, status, created_at) VALUES {groups} \
                  ON CONFLICT (recipient_id, kind, due_on, stage) DO NOTHING RETURNING id, recipient_id"
@@ -564,45 +632,11 @@ impl WriteTx {
                     .bind(n.stage)
                     .bind(created_at);
             }
-            let mut new = Vec::with_capacity(chunk.len());
             for row in q.fetch_all(self.conn()).await? {
-                new.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
+                out.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
             }
-            self.queue_deliveries(&new, created_at).await?;
-            out.extend(new);
         }
         Ok(out)
-    }
-
-    /// One delivery per addressee: the pensioner on the channel they prefer when they have
-    /// its contact detail (SMS otherwise), and an agent or family member by SMS when one
-    /// is recorded.
-    async fn queue_deliveries(&mut self, notices: &[(i64, i64)], now: &str) -> Result<()> {
-        if notices.is_empty() {
-            return Ok(());
-        }
-        let ids = placeholders(notices.len());
-        let pensioner = self.sql(&format!(
-            "INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT o.id, o.recipient_id, 'pensioner', \
-             CASE WHEN r.preferred_channel = 'email' AND r.email_enc IS NOT NULL THEN 'email' \
-                  WHEN r.preferred_channel = 'webhook' AND r.app_ref_enc IS NOT NULL THEN 'webhook' ELSE 'sms' END, \
-             COALESCE(r.language, 'zh'), 'pending', 0, ?, ?, ? \
-             FROM notification_outbox o JOIN recipients r ON r.id = o.recipient_id WHERE o.id IN ({ids})"
-        ));
-        let agent = self.sql(&format!(
-            "INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT o.id, o.recipient_id, 'agent', 'sms', COALESCE(r.language, 'zh'), 'pending', 0, ?, ?, ? \
-             FROM notification_outbox o JOIN recipients r ON r.id = o.recipient_id WHERE o.id IN ({ids}) AND r.agent_phone_enc IS NOT NULL"
-        ));
-        for sql in [pensioner, agent] {
-            let mut q = sqlx::query(&sql).bind(now).bind(now).bind(now);
-            for (outbox_id, _) in notices {
-                q = q.bind(*outbox_id);
-            }
-            q.execute(self.conn()).await?;
-        }
-        Ok(())
     }
 
     pub async fn notification_contact(&mut self, recipient_id: i64) -> Result<NotificationContact> {

@@ -529,13 +529,25 @@ async fn suspension_and_resumption_are_notified_a_reported_death_is_not_and_stal
         app.certify(&staff(), &certify_req(&late, TODAY, Outcome::Pass, None))
             .await
             .unwrap();
-        let resumed = listed(&app, notices_of_kind("resumed")).await;
-        assert_eq!((resumed.len(), resumed[0].date.as_str()), (1, TODAY));
+        let resumed_notices = |app: &App| {
+            let pool = app.store().pool().clone();
+            async move {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT due_on FROM notification_outbox WHERE kind = 'resumed' ORDER BY id",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(resumed_notices(&app).await, [TODAY]);
         let run = app
             .run_pending_notifications(&notifier, &worker("n1"))
             .await
             .unwrap();
-        assert_eq!(run.report.delivered, 1);
+        assert_eq!((run.report.queued, run.report.delivered), (1, 1));
+        let resumed = listed(&app, notices_of_kind("resumed")).await;
+        assert_eq!((resumed.len(), resumed[0].date.as_str()), (1, TODAY));
         let last = sms_text(gateway.received().last().unwrap());
         assert!(
             last.contains("周强") && last.contains("2026年11月30日起恢复发放"),
@@ -543,7 +555,7 @@ async fn suspension_and_resumption_are_notified_a_reported_death_is_not_and_stal
         );
         // Voiding the wrong death report resumes payment: a notice as well.
         app.void_death(&staff(), &nid(&dead)).await.unwrap();
-        assert_eq!(listed(&app, notices_of_kind("resumed")).await.len(), 2);
+        assert_eq!(resumed_notices(&app).await, [TODAY, TODAY]);
         b.drop_pg(app).await;
     }
 }
@@ -705,9 +717,13 @@ async fn a_delivery_whose_worker_stopped_is_sent_again_under_the_same_id_after_i
         roll(&app, &b, &rows).await;
         app.run_cycle(&Actor::System, d(TODAY)).await.unwrap();
 
-        // A node claims two deliveries and dies before recording anything (it may or may
-        // not have sent them).
+        // A node makes the deliveries, claims two and dies before recording anything (it
+        // may or may not have sent them).
         let now = "2026-11-30T09:00:00.000Z";
+        assert_eq!(
+            app.store().queue_pending_notices(now, 1000).await.unwrap(),
+            30
+        );
         let stuck = app
             .store()
             .claim_deliveries("dead-node", &["sms"], now, "2026-11-30T09:00:40.000Z", 2)

@@ -62,9 +62,8 @@ CREATE TABLE notification_attempts (
 CREATE INDEX notification_attempts_delivery ON notification_attempts (delivery_id);
 CREATE INDEX notification_attempts_recipient ON notification_attempts (recipient_id);
 
--- Notices recorded before delivery existed go to the pensioner by SMS in Chinese. Those
--- no longer true when their turn comes (a reminder whose due date has passed, say) are
--- cancelled then, not sent.
-INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at)
-    SELECT id, recipient_id, 'pensioner', 'sms', 'zh', 'pending', 0, created_at, created_at, created_at FROM notification_outbox;
-UPDATE notification_outbox SET status = 'queued'
+-- A notice is recorded `pending` in the transaction that decided it (the cycle's stays
+-- short) and a delivery worker makes its deliveries and marks it `queued`. Notices
+-- recorded before delivery existed are pending too: those no longer true when their turn
+-- comes (a reminder whose due date has passed, say) are cancelled then, not sent.
+CREATE INDEX notification_outbox_pending ON notification_outbox (id) WHERE status = 'pending'
