@@ -118,8 +118,9 @@ pub async fn create_recipient(
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
-/// Change contact details (phone, address, residence, country); old and new values go
-/// on the audit trail, encrypted.
+/// Change contact details (phone, address, residence, country, and for notifications an
+/// email address, an app account, an agent's name and mobile number, the preferred
+/// channel and language); old and new values go on the audit trail, encrypted.
 #[utoipa::path(patch, path = "/api/v1/recipients/{id}", tag = "recipients", params(("id" = i64, Path)), request_body = ContactUpdate, responses(
     (status = 200, body = RecipientForStaff), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
