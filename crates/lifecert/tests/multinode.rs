@@ -702,8 +702,9 @@ async fn three_nodes_deliver_every_reminder_once_through_a_kill_and_a_restart() 
             if delivered < (PENSIONERS / 5) as i64 {
                 return None;
             }
+            // The newest claim: its messages have the whole gateway delay still to wait.
             let rows = c
-                .query("SELECT locked_by FROM notification_deliveries WHERE status = 'sending' AND locked_by IS NOT NULL")
+                .query("SELECT locked_by FROM notification_deliveries WHERE status = 'sending' AND locked_by IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
                 .await;
             rows.first().map(|r| r.try_get::<String, _>(0).unwrap())
         },
