@@ -659,7 +659,19 @@ impl App {
         let today = self.today();
         // A large feed is matched against a table of every pensioner's ID token, on the
         // preparing thread; a small one by a look-up per record.
-        let id_table = match large {
+        // (Only if the feed carries ID numbers at all: its first rows tell.)
+        let columns = reader.columns();
+        let first: Vec<Raw> = std::iter::from_fn(|| reader.next())
+            .take(RAW_BATCH)
+            .collect();
+        let has_ids = first.iter().any(|raw| match raw {
+            Raw::Csv(row) => columns
+                .as_deref()
+                .is_some_and(|c| !Columns::get(row, c.id_number).trim().is_empty()),
+            Raw::Parsed(Ok(r)) => !r.id_number.trim().is_empty(),
+            Raw::Parsed(Err(_)) => false,
+        });
+        let id_table = match large && has_ids {
             true => Some(std::sync::Arc::new(self.load_id_table().await?)),
             false => None,
         };
@@ -667,11 +679,14 @@ impl App {
         // and storing them here; each hands batches to the next through a short queue.
         let (tx_chunks, mut chunks) = tokio::sync::mpsc::channel::<Vec<Prepared>>(2);
         let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<Vec<Raw>>(4);
-        let columns = reader.columns();
+        let mut first = Some(first);
         let reading = tokio::task::spawn_blocking(move || loop {
-            let batch: Vec<Raw> = std::iter::from_fn(|| reader.next())
-                .take(RAW_BATCH)
-                .collect();
+            let batch: Vec<Raw> = match first.take() {
+                Some(batch) => batch,
+                None => std::iter::from_fn(|| reader.next())
+                    .take(RAW_BATCH)
+                    .collect(),
+            };
             let last = batch.len() < RAW_BATCH;
             if batch.is_empty() || tx_raw.send(batch).is_err() || last {
                 return;
@@ -1469,6 +1484,40 @@ fn passive_pass(recipient_id: i64, date: NaiveDate, weight: i64) -> CertifyReque
     }
 }
 
+/// Pensioners to match against, their names decrypted, on every core.
+fn decrypt_candidates(
+    keys: &lifecert_crypto::KeyRing,
+    page: Vec<lifecert_store::MatchCandidateRow>,
+) -> Result<Vec<lifecert_matching::Candidate>> {
+    let one = |c: &lifecert_store::MatchCandidateRow| -> Result<lifecert_matching::Candidate> {
+        Ok(lifecert_matching::Candidate {
+            id: c.id,
+            person: lifecert_matching::Person {
+                name: keys.decrypt_str(lifecert_crypto::Field::Name, &c.name_enc)?,
+                birth_date: lifecert_domain::parse_date(&c.birth_date).ok(),
+                gender: lifecert_domain::Gender::parse(&c.gender),
+                region: Some(c.region_code.clone()),
+            },
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = page.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = page
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(page.len());
+        for h in parts {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => return Err(AppError::Io("a matching thread stopped".into())),
+            }
+        }
+        Ok(out)
+    })
+}
+
 fn person_of(rec: &FeedRecord) -> lifecert_matching::Person {
     lifecert_matching::Person {
         name: lifecert_matching::normalize::normalize_name(&rec.name),
@@ -1509,27 +1558,29 @@ impl App {
     /// The matcher over every pensioner still paid; `sample` (the feed's first ID-less
     /// records) is what EM estimates the weights on when the settings ask for it.
     async fn build_matcher(&self, sample: &[lifecert_matching::Person]) -> Result<Matcher> {
+        let started = std::time::Instant::now();
         let mut candidates = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.store.match_candidates_page(after, 10_000).await?;
+            let page = self.store.match_candidates_page(after, 20_000).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            for c in page {
-                candidates.push(lifecert_matching::Candidate {
-                    id: c.id,
-                    person: lifecert_matching::Person {
-                        name: lifecert_matching::normalize::normalize_name(
-                            &self.decrypt_name(&c.name_enc)?,
-                        ),
-                        birth_date: lifecert_domain::parse_date(&c.birth_date).ok(),
-                        gender: lifecert_domain::Gender::parse(&c.gender),
-                        region: Some(c.region_code),
-                    },
-                });
-            }
+            // Names are decrypted on every core, off the async threads.
+            let keys = self.keys.clone();
+            let decrypted = tokio::task::spawn_blocking(move || decrypt_candidates(&keys, page))
+                .await
+                .map_err(|e| AppError::Io(format!("matching stopped: {e}")))??;
+            candidates.extend(decrypted);
         }
-        let index = lifecert_matching::Index::build(candidates);
+        let index =
+            tokio::task::spawn_blocking(move || lifecert_matching::Index::build(candidates))
+                .await
+                .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
+        tracing::info!(
+            pensioners = index.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "matcher built"
+        );
         // EM needs enough records to say anything; a small feed keeps the base weights.
         let weights = if self.matching.weights == "estimate" && sample.len() >= EM_MIN_RECORDS {
             lifecert_matching::Weights::estimate(&index, sample, EM_ITERATIONS)

@@ -2,21 +2,60 @@
 
 use crate::normalize::{name_pinyin, normalize_name, readings, surname_override};
 use crate::Person;
-use chrono::{Datelike, Days, NaiveDate};
+#[cfg(test)]
+use chrono::Days;
+use chrono::{Datelike, NaiveDate};
 use lifecert_domain::Gender;
 
-/// What a person is compared on, computed once per candidate and once per record.
+/// What a person is compared on, computed once per candidate and once per record. Kept
+/// compact: an index holds one per pensioner (a million or more).
 #[derive(Debug, Clone)]
 pub(crate) struct Features {
-    pub name: Vec<char>,
-    /// First-reading toneless pinyin, syllables separated by spaces (the blocking key).
-    pub pinyin: String,
-    /// Every reading of each character, so that 娜 (first reading "nuo") and 那 still meet.
-    pub readings: Vec<Vec<String>>,
+    pub name: Box<[char]>,
+    /// First-reading toneless pinyin, syllables separated by spaces.
+    pub pinyin: Box<str>,
+    /// Every reading of each character (hashed), so that 娜 (first reading "nuo") and 那
+    /// still meet: the readings of character `i` are `readings[ends[i-1]..ends[i]]`.
+    pub readings: Box<[u32]>,
+    pub reading_ends: Box<[u8]>,
     pub birth_date: Option<NaiveDate>,
+    /// The birth date in the forms comparisons need, computed once.
+    pub date: Option<DateKey>,
     pub gender: Option<Gender>,
     /// Region digits with trailing `00` pairs removed: "330100" → "3301".
-    pub region: Option<String>,
+    pub region: Option<Box<str>>,
+}
+
+/// A birth date as day number, YYYYMMDD digits and its day/month swap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DateKey {
+    day: i32,
+    digits: [u8; 8],
+    swapped_day: Option<i32>,
+}
+
+impl DateKey {
+    fn of(d: NaiveDate) -> DateKey {
+        let n = d.year().unsigned_abs() * 10_000 + d.month() * 100 + d.day();
+        let mut digits = [0u8; 8];
+        let mut rest = n;
+        for slot in digits.iter_mut().rev() {
+            *slot = (rest % 10) as u8;
+            rest /= 10;
+        }
+        DateKey {
+            day: d.num_days_from_ce(),
+            digits,
+            swapped_day: swapped(d).map(|s| s.num_days_from_ce()),
+        }
+    }
+}
+
+/// A syllable as a number (FNV-1a): comparing readings needs equality only.
+fn syllable_hash(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl Features {
@@ -24,22 +63,45 @@ impl Features {
         let name_s = normalize_name(&p.name);
         let name: Vec<char> = name_s.chars().collect();
         let pinyin = name_pinyin(&name_s);
-        let mut rs: Vec<Vec<String>> = name.iter().map(|&c| readings(c)).collect();
-        if let Some((n, special)) = surname_override(&name) {
-            for (r, s) in rs.iter_mut().zip(special.iter()).take(n) {
-                if !r.iter().any(|x| x == s) {
-                    r.insert(0, (*s).to_string());
+        let special = surname_override(&name);
+        let mut readings_flat = Vec::with_capacity(name.len() * 2);
+        let mut ends = Vec::with_capacity(name.len());
+        for (i, &c) in name.iter().enumerate() {
+            let start = readings_flat.len();
+            if let Some(s) = special.and_then(|(n, sp)| (i < n).then(|| sp.get(i)).flatten()) {
+                readings_flat.push(syllable_hash(s));
+            }
+            for r in readings(c) {
+                let h = syllable_hash(&r);
+                if !readings_flat[start..].contains(&h) {
+                    readings_flat.push(h);
                 }
             }
+            ends.push(u8::try_from(readings_flat.len()).unwrap_or(u8::MAX));
         }
         Features {
-            name,
-            pinyin,
-            readings: rs,
+            name: name.into_boxed_slice(),
+            pinyin: pinyin.into_boxed_str(),
+            readings: readings_flat.into_boxed_slice(),
+            reading_ends: ends.into_boxed_slice(),
             birth_date: p.birth_date,
+            date: p.birth_date.map(DateKey::of),
             gender: p.gender,
-            region: p.region.as_deref().and_then(region_prefix),
+            region: p
+                .region
+                .as_deref()
+                .and_then(region_prefix)
+                .map(String::into_boxed_str),
         }
+    }
+
+    fn readings_of(&self, i: usize) -> &[u32] {
+        let start = match i {
+            0 => 0,
+            _ => usize::from(self.reading_ends[i - 1]),
+        };
+        let end = usize::from(self.reading_ends[i]);
+        self.readings.get(start..end).unwrap_or(&[])
     }
 }
 
@@ -65,8 +127,8 @@ impl Gamma {
     pub fn compare(a: &Features, b: &Features) -> Gamma {
         Gamma {
             name: name_level(a, b),
-            birth_date: match (a.birth_date, b.birth_date) {
-                (Some(x), Some(y)) => Some(date_level(x, y)),
+            birth_date: match (&a.date, &b.date) {
+                (Some(x), Some(y)) => Some(date_key_level(x, y)),
                 _ => None,
             },
             gender: match (a.gender, b.gender) {
@@ -99,16 +161,53 @@ fn name_level(a: &Features, b: &Features) -> Option<usize> {
         || (a.name.len() == b.name.len()
             && a.name
                 .iter()
-                .zip(&b.name)
-                .zip(a.readings.iter().zip(&b.readings))
-                .all(|((ca, cb), (ra, rb))| ca == cb || ra.iter().any(|r| rb.contains(r))));
+                .zip(b.name.iter())
+                .enumerate()
+                .all(|(i, (ca, cb))| {
+                    ca == cb || {
+                        let rb = b.readings_of(i);
+                        a.readings_of(i).iter().any(|r| rb.contains(r))
+                    }
+                }));
     if homophone {
         return Some(NAME_HOMOPHONE);
     }
-    if strsim::jaro_winkler(&a.pinyin, &b.pinyin) >= 0.9 {
+    if jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
+        && one_syllable_slip(&a.pinyin, &b.pinyin)
+    {
         return Some(NAME_SIMILAR);
     }
     Some(NAME_DIFFERENT)
+}
+
+/// The pinyin differs in one syllable only, and there by one letter (wei / wi, ying / yin):
+/// a slip of the ear or the keyboard. Jaro–Winkler alone calls 张红 / 张瑛 (zhang hong /
+/// zhang ying) similar, because the surname makes up most of the string.
+fn one_syllable_slip(a: &str, b: &str) -> bool {
+    let (mut xs, mut ys) = (a.split(' '), b.split(' '));
+    let mut slips = 0;
+    loop {
+        match (xs.next(), ys.next()) {
+            (None, None) => return slips <= 1,
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) if within_one_edit(x.as_bytes(), y.as_bytes()) => slips += 1,
+            _ => return false,
+        }
+    }
+}
+
+/// Levenshtein distance at most 1.
+fn within_one_edit(x: &[u8], y: &[u8]) -> bool {
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short.iter().zip(long).take_while(|(p, q)| p == q).count();
+    if short.len() == long.len() {
+        // One substitution: equal after the first difference.
+        return prefix == short.len() || short[prefix + 1..] == long[prefix + 1..];
+    }
+    short[prefix..] == long[prefix + 1..]
 }
 
 pub(crate) const DATE_EXACT: usize = 0;
@@ -125,6 +224,89 @@ pub(crate) fn swapped(d: NaiveDate) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(d.year(), d.day(), d.month())
 }
 
+/// [`date_level`] on precomputed keys (the hot path: no calendar arithmetic).
+fn date_key_level(a: &DateKey, b: &DateKey) -> usize {
+    if a.day == b.day {
+        return DATE_EXACT;
+    }
+    if a.swapped_day == Some(b.day) {
+        return DATE_SWAPPED;
+    }
+    if (a.day - b.day).abs() == 1 {
+        return DATE_ONE_DAY;
+    }
+    if a.digits
+        .iter()
+        .zip(&b.digits)
+        .filter(|(p, q)| p != q)
+        .count()
+        == 1
+    {
+        return DATE_ONE_DIGIT;
+    }
+    DATE_DIFFERENT
+}
+
+/// Jaro–Winkler similarity of two ASCII strings (pinyin), as `strsim::jaro_winkler`
+/// computes it, without allocating; longer inputs fall back to strsim.
+pub(crate) fn jaro_winkler(a: &[u8], b: &[u8]) -> f64 {
+    const MAX: usize = 64;
+    if a.len() > MAX || b.len() > MAX || !a.is_ascii() || !b.is_ascii() {
+        return strsim::jaro_winkler(
+            std::str::from_utf8(a).unwrap_or(""),
+            std::str::from_utf8(b).unwrap_or(""),
+        );
+    }
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut a_match = [false; MAX];
+    let mut b_match = [false; MAX];
+    let mut matches = 0usize;
+    for (i, &ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        for j in lo..hi {
+            if !b_match[j] && b[j] == ca {
+                a_match[i] = true;
+                b_match[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut j = 0usize;
+    for (i, &ca) in a.iter().enumerate() {
+        if !a_match[i] {
+            continue;
+        }
+        while !b_match[j] {
+            j += 1;
+        }
+        if ca != b[j] {
+            transpositions += 1;
+        }
+        j += 1;
+    }
+    let m = matches as f64;
+    let jaro =
+        (m / a.len() as f64 + m / b.len() as f64 + (m - (transpositions / 2) as f64) / m) / 3.0;
+    if jaro <= 0.7 {
+        return jaro;
+    }
+    let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count() as f64;
+    jaro + 0.1 * prefix * (1.0 - jaro)
+}
+
+#[cfg(test)]
 fn date_level(a: NaiveDate, b: NaiveDate) -> usize {
     if a == b {
         return DATE_EXACT;
@@ -135,11 +317,19 @@ fn date_level(a: NaiveDate, b: NaiveDate) -> usize {
     if a.checked_add_days(Days::new(1)) == Some(b) || b.checked_add_days(Days::new(1)) == Some(a) {
         return DATE_ONE_DAY;
     }
-    let (x, y) = (
-        a.format("%Y%m%d").to_string(),
-        b.format("%Y%m%d").to_string(),
-    );
-    if x.bytes().zip(y.bytes()).filter(|(p, q)| p != q).count() == 1 {
+    // One digit of YYYYMMDD differs.
+    let digits = |d: NaiveDate| {
+        let n = d.year().unsigned_abs() * 10_000 + d.month() * 100 + d.day();
+        let mut out = [0u32; 8];
+        let mut rest = n;
+        for slot in out.iter_mut().rev() {
+            *slot = rest % 10;
+            rest /= 10;
+        }
+        out
+    };
+    let (x, y) = (digits(a), digits(b));
+    if x.iter().zip(&y).filter(|(p, q)| p != q).count() == 1 {
         return DATE_ONE_DIGIT;
     }
     DATE_DIFFERENT
@@ -166,6 +356,87 @@ mod tests {
             gender: None,
             region: Some(region.into()),
         })
+    }
+
+    #[test]
+    fn jaro_winkler_agrees_with_strsim() {
+        let words = [
+            "li na",
+            "li nuo",
+            "zhang wei",
+            "zhang wi",
+            "wang fang",
+            "wang fan",
+            "chen xiu ying",
+            "chen xiuying",
+            "",
+            "a",
+            "ab",
+            "ba",
+            "martha",
+            "marhta",
+            "dixon",
+            "dicksonx",
+            "shan tian fang",
+            "dan tian fang",
+            "zeng guo fan",
+            "ceng guo fan",
+        ];
+        for a in words {
+            for b in words {
+                let ours = jaro_winkler(a.as_bytes(), b.as_bytes());
+                let theirs = strsim::jaro_winkler(a, b);
+                assert!(
+                    (ours - theirs).abs() < 1e-12,
+                    "{a:?} {b:?}: {ours} vs {theirs}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn date_keys_agree_with_dates() {
+        let dates = [
+            "1950-03-04",
+            "1950-04-03",
+            "1950-03-05",
+            "1951-03-04",
+            "1950-02-28",
+            "1950-03-01",
+            "1949-12-31",
+            "1950-01-01",
+            "1960-11-11",
+            "1960-11-12",
+            "1967-03-04",
+        ];
+        for a in dates {
+            for b in dates {
+                let (x, y) = (
+                    NaiveDate::parse_from_str(a, "%Y-%m-%d").unwrap(),
+                    NaiveDate::parse_from_str(b, "%Y-%m-%d").unwrap(),
+                );
+                assert_eq!(
+                    date_key_level(&DateKey::of(x), &DateKey::of(y)),
+                    date_level(x, y),
+                    "{a} {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_similar_name_is_one_slip_in_one_syllable() {
+        let level =
+            |x: &str, y: &str| name_level(&f(x, "1950-01-01", "11"), &f(y, "1950-01-01", "11"));
+        assert_eq!(level("张红", "张瑛"), Some(NAME_DIFFERENT));
+        assert_eq!(level("李强伟", "李强学"), Some(NAME_DIFFERENT));
+        assert_eq!(level("陈秀英", "陈秀银"), Some(NAME_SIMILAR));
+        assert!(within_one_edit(b"wei", b"wi"));
+        assert!(within_one_edit(b"ying", b"yin"));
+        assert!(within_one_edit(b"rong", b"yong"));
+        assert!(!within_one_edit(b"yan", b"lian"));
+        assert!(!within_one_edit(b"hong", b"ying"));
+        assert!(within_one_edit(b"", b"a") && !within_one_edit(b"ab", b"ba"));
     }
 
     #[test]

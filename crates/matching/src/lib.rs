@@ -47,8 +47,15 @@ pub const DEFAULT_BLOCK_CAP: usize = 2_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum BlockKey {
     Date(NaiveDate),
-    YearPinyin(i32, String),
-    Pinyin(String),
+    /// Pinyin as a 64-bit hash: a collision only widens a block, comparison decides.
+    YearPinyin(i32, u64),
+    Pinyin(u64),
+}
+
+fn pinyin_key(pinyin: &str) -> u64 {
+    pinyin.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// All candidates with their comparison features precomputed, and the blocking index.
@@ -67,29 +74,46 @@ impl Index {
     }
 
     pub fn with_block_cap(candidates: Vec<Candidate>, cap: usize) -> Index {
-        let mut ids = Vec::with_capacity(candidates.len());
-        let mut features = Vec::with_capacity(candidates.len());
+        let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
+        // Features on every core: pinyin and readings are the costly part.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = candidates.len().div_ceil(threads).max(1);
+        let features: Vec<Features> = std::thread::scope(|scope| {
+            let parts: Vec<_> = candidates
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|c| Features::of(&c.person))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        drop(candidates);
         let mut blocks: HashMap<BlockKey, Vec<u32>> = HashMap::new();
-        for (i, c) in candidates.into_iter().enumerate() {
-            let f = Features::of(&c.person);
+        for (i, f) in features.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
+            let pinyin = (!f.pinyin.is_empty()).then(|| pinyin_key(&f.pinyin));
             if let Some(d) = f.birth_date {
                 blocks.entry(BlockKey::Date(d)).or_default().push(i);
-                if !f.pinyin.is_empty() {
+                if let Some(p) = pinyin {
                     blocks
-                        .entry(BlockKey::YearPinyin(d.year(), f.pinyin.clone()))
+                        .entry(BlockKey::YearPinyin(d.year(), p))
                         .or_default()
                         .push(i);
                 }
             }
-            if !f.pinyin.is_empty() {
-                blocks
-                    .entry(BlockKey::Pinyin(f.pinyin.clone()))
-                    .or_default()
-                    .push(i);
+            if let Some(p) = pinyin {
+                blocks.entry(BlockKey::Pinyin(p)).or_default().push(i);
             }
-            ids.push(c.id);
-            features.push(f);
+        }
+        for b in blocks.values_mut() {
+            b.shrink_to_fit();
         }
         Index {
             ids,
@@ -128,10 +152,10 @@ impl Index {
                     keys.push(BlockKey::Date(s));
                 }
                 if !f.pinyin.is_empty() {
-                    keys.push(BlockKey::YearPinyin(d.year(), f.pinyin.clone()));
+                    keys.push(BlockKey::YearPinyin(d.year(), pinyin_key(&f.pinyin)));
                 }
             }
-            None if !f.pinyin.is_empty() => keys.push(BlockKey::Pinyin(f.pinyin.clone())),
+            None if !f.pinyin.is_empty() => keys.push(BlockKey::Pinyin(pinyin_key(&f.pinyin))),
             None => {}
         }
         let mut out: Vec<usize> = keys
