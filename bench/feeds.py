@@ -314,7 +314,7 @@ class Postgres(Backend):
         return self.url_for(self.base)
 
     def fresh_copy(self, name):
-        db = f"lifecert_feed_bench_{name}"
+        db = "lifecert_feed_bench_" + name.replace("-", "_")
         self.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         self.psql(f"CREATE DATABASE {db} TEMPLATE {self.base}")
         return self.url_for(db)
@@ -755,6 +755,8 @@ def main():
                 errors = explain_errors(q, data, ids, args.show_errors)
                 b["errors"] = errors
         results["backends"][backend.name] = b
+        if isinstance(backend, Postgres):
+            backend.drop(backend.url_for(backend.base))
 
     if not args.skip_exact and not args.skip_duckdb:
         log("[duckdb] exact-ID join and group-by")
