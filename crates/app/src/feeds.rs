@@ -375,6 +375,16 @@ struct Planned {
     rec: FeedRecord,
     event: NaiveDate,
     recipient: Option<i64>,
+    /// Matched by name, birth date, gender and region: it has no valid ID number (a
+    /// valid number that is not on the roll is someone else's) but has a name.
+    by_name: bool,
+}
+
+/// Records without a valid ID number are matched by name, birth date, gender and region.
+/// A valid number not on the roll belongs to someone who is not a pensioner here: a
+/// typing error almost never keeps the GB 11643 check character right.
+fn wants_name_match(p: &Prepared, rec: &FeedRecord) -> bool {
+    p.id_key.is_none() && !rec.name.trim().is_empty()
 }
 
 struct IngestState<'a> {
@@ -412,6 +422,10 @@ fn report_line(
 fn unmatched_line(record_id: &str, rec: &FeedRecord) -> ReportLine {
     let reason = if rec.id_number.trim().is_empty() {
         "no ID number"
+    } else if normalise_id(&rec.id_number).is_none() && rec.name.trim().is_empty() {
+        "the ID number is not valid (length, date or check character) and there is no name"
+    } else if normalise_id(&rec.id_number).is_none() {
+        "the ID number is not valid (length, date or check character) and nobody matches by name"
     } else {
         "no pensioner with this ID number"
     };
@@ -845,7 +859,7 @@ impl App {
                         "matched by ID number",
                     ));
                 }
-                None if !rec.name.trim().is_empty() => {
+                None if wants_name_match(&p, &rec) => {
                     pending_prob.push(lines.len());
                     lines.push(report_line(&record_id, "unmatched", None, ""));
                     st.prob_records(&rec);
@@ -919,7 +933,8 @@ impl App {
                 }
                 Checked::Ok(record_id, rec, event) => {
                     let recipient = self.exact_id(Some(tx), st.id_table, &p).await?;
-                    if recipient.is_none() && !rec.name.trim().is_empty() {
+                    let by_name = recipient.is_none() && wants_name_match(&p, &rec);
+                    if by_name {
                         st.prob_records(&rec);
                     }
                     run.push(Planned {
@@ -928,6 +943,7 @@ impl App {
                         rec,
                         event,
                         recipient,
+                        by_name,
                     });
                     lines.push(report_line("", "unmatched", None, ""));
                 }
@@ -958,11 +974,7 @@ impl App {
         let mut matches: Vec<Option<lifecert_matching::MatchResult>> =
             Vec::with_capacity(run.len());
         for p in &run {
-            matches.push(if p.recipient.is_none() && !p.rec.name.trim().is_empty() {
-                prob.next()
-            } else {
-                None
-            });
+            matches.push(if p.by_name { prob.next() } else { None });
         }
         let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
         let rows: HashMap<i64, lifecert_store::RecipientFacts> = tx

@@ -1388,6 +1388,31 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         );
         let (_, lines) = ingest(&strict, "hospital_visit", &third).await;
         assert_eq!(lines[0].class, "possible", "{lines:?}");
+
+        // A valid ID number that is not on the roll is someone else's: not matched by
+        // name. A mistyped one (check character wrong) is.
+        let stranger = id("440305", "19451203", 99);
+        let mut mistyped = p.clone();
+        mistyped.replace_range(16..17, if &p[16..17] == "1" { "2" } else { "1" });
+        let fourth = b.file(
+            "fourth.csv",
+            &format!(
+                "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+                 y3,{stranger},陳秀英,F,1945-12-03,2026-11-04,440305\n\
+                 y4,{mistyped},陳秀英,F,1945-12-03,2026-11-04,440305\n"
+            ),
+        );
+        let (_, lines) = ingest(&app, "hospital_visit", &fourth).await;
+        assert_eq!(
+            (lines[0].class, lines[0].reason.as_str()),
+            ("unmatched", "no pensioner with this ID number"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            (lines[1].class, lines[1].recipient_id),
+            ("probable", Some(v.recipient_id)),
+            "{lines:?}"
+        );
         b.drop_pg(app).await;
     }
 }

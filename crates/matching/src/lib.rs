@@ -152,7 +152,14 @@ impl Index {
                     keys.push(BlockKey::Date(s));
                 }
                 if !f.pinyin.is_empty() {
-                    keys.push(BlockKey::YearPinyin(d.year(), pinyin_key(&f.pinyin)));
+                    let p = pinyin_key(&f.pinyin);
+                    keys.push(BlockKey::YearPinyin(d.year(), p));
+                    // ±1 day across New Year changes the year.
+                    match (d.month(), d.day()) {
+                        (12, 31) => keys.push(BlockKey::YearPinyin(d.year() + 1, p)),
+                        (1, 1) => keys.push(BlockKey::YearPinyin(d.year() - 1, p)),
+                        _ => {}
+                    }
                 }
             }
             None if !f.pinyin.is_empty() => keys.push(BlockKey::Pinyin(pinyin_key(&f.pinyin))),
