@@ -1,6 +1,7 @@
 //! Feed records: every record received from another department, once per source and
 //! record id, with what it was matched to.
 
+use crate::records::{in_list, value_groups};
 use crate::{Result, WriteTx};
 use sqlx::Row;
 
@@ -151,12 +152,6 @@ pub struct LifeSignRow {
     pub weight_milli: i64,
 }
 
-/// Placeholders for a multi-row statement: `(?, ?), (?, ?)`.
-fn tuples(rows: usize, columns: usize) -> String {
-    let one = format!("({})", vec!["?"; columns].join(", "));
-    vec![one; rows].join(", ")
-}
-
 /// Rows per multi-row insert: well under SQLite's 32,766 bound variables.
 pub const FEED_INSERT_ROWS: usize = 2_000;
 
@@ -200,7 +195,7 @@ impl WriteTx {
                     .collect();
                 let sql = self.sql(&format!(
                     "SELECT record_id FROM feed_records WHERE source = ? AND record_id IN ({})",
-                    vec!["?"; ids.len()].join(", ")
+                    in_list(ids.len())
                 ));
                 let mut q = sqlx::query(&sql).bind(source);
                 for id in &ids {
@@ -220,7 +215,7 @@ impl WriteTx {
             let sql = self.sql(&format!(
                 "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
                  VALUES {}",
-                tuples(fresh.len(), 10)
+                value_groups(fresh.len(), 10)
             ));
             let mut q = sqlx::query(&sql);
             for r in &fresh {
@@ -247,7 +242,7 @@ impl WriteTx {
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO feed_pending_life (recipient_id) VALUES {} ON CONFLICT (recipient_id) DO NOTHING",
-                tuples(chunk.len(), 1)
+                value_groups(chunk.len(), 1)
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -271,7 +266,7 @@ impl WriteTx {
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "DELETE FROM feed_pending_life WHERE recipient_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -289,7 +284,7 @@ impl WriteTx {
             let sql = self.sql(&format!(
                 "SELECT recipient_id, event_date, weight_milli FROM feed_records \
                  WHERE recipient_id IN ({}) AND kind = 'life' AND voided = 0 AND event_date >= ?",
-                vec!["?"; chunk.len()].join(", ")
+                in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -313,7 +308,7 @@ impl WriteTx {
             let sql = self.sql(&format!(
                 "SELECT {} FROM recipients WHERE id IN ({})",
                 crate::records::RECIPIENT_COLUMNS,
-                vec!["?"; chunk.len()].join(", ")
+                in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -338,7 +333,7 @@ impl WriteTx {
             let sql = self.sql(&format!(
                 "INSERT INTO certifications (recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence) \
                  VALUES {} RETURNING id, recipient_id",
-                tuples(chunk.len(), 9)
+                value_groups(chunk.len(), 9)
             ));
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -371,7 +366,7 @@ impl WriteTx {
             let sql = self.sql(&format!(
                 "UPDATE recipients SET last_certified_on = v.column2, next_due_on = v.column3, updated_at = ? \
                  FROM (VALUES {}) AS v WHERE recipients.id = v.column1",
-                tuples(chunk.len(), 3)
+                value_groups(chunk.len(), 3)
             ));
             let mut q = sqlx::query(&sql).bind(now);
             for (id, last, next) in chunk {
@@ -402,7 +397,7 @@ impl WriteTx {
         for chunk in unique.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "SELECT id, birth_date, status, death_date FROM recipients WHERE id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {

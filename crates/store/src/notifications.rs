@@ -7,6 +7,7 @@
 //! the delivery over. Delivery bookkeeping is not in the audit chain: it would queue every
 //! attempt behind the chain's head; the attempts table is the record instead.
 
+use crate::records::in_list;
 use crate::{Dialect, Result, Store, StoreError, WriteTx};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -171,10 +172,6 @@ fn delivery_from_row(r: &AnyRow) -> Result<DeliveryRow> {
     })
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 /// Waiting to be sent: new, or back-off after a failed attempt.
 const WAITING: &str = "status IN ('pending', 'retrying')";
 
@@ -190,7 +187,7 @@ async fn queue_deliveries(
     if notices.is_empty() {
         return Ok(());
     }
-    let ids = placeholders(notices.len());
+    let ids = in_list(notices.len());
     let pensioner = dialect.sql(&format!(
         "INSERT INTO notification_deliveries (outbox_id, recipient_id, addressee, channel, language, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT o.id, o.recipient_id, 'pensioner', \
@@ -353,7 +350,7 @@ impl Store {
                 Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
                 Dialect::Sqlite => "",
             };
-            let channel_list = placeholders(channels.len());
+            let channel_list = in_list(channels.len());
             let sql = self.sql(&format!(
                 "UPDATE notification_deliveries SET status = 'sending', attempts = attempts + 1, locked_by = ?, lease_until = ?, updated_at = ? \
                  WHERE id IN (SELECT id FROM notification_deliveries WHERE {WAITING} AND next_attempt_at <= ? AND channel IN ({channel_list}) \
@@ -382,7 +379,7 @@ impl Store {
              r.status, r.suspension_reason, r.next_due_on, r.name_enc, r.phone_enc, r.email_enc, r.app_ref_enc, \
              r.agent_name_enc, r.agent_phone_enc, r.preferred_channel, r.language \
              FROM {DELIVERY_FROM} WHERE d.id IN ({}) AND d.locked_by = ? ORDER BY d.id",
-            placeholders(ids.len())
+            in_list(ids.len())
         ));
         let mut q = sqlx::query(&sql);
         for id in &ids {

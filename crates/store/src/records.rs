@@ -172,12 +172,13 @@ fn payment_line_from_row(r: &AnyRow) -> Result<PaymentLine> {
 }
 
 /// Builds `(?, ?, ...), (?, ?, ...)` for a multi-row statement.
-fn value_groups(rows: usize, columns: usize) -> String {
+pub(crate) fn value_groups(rows: usize, columns: usize) -> String {
     let group = format!("({})", vec!["?"; columns].join(", "));
     vec![group; rows].join(", ")
 }
 
-fn in_list(n: usize) -> String {
+/// Builds `?, ?, ...` for an `IN (...)` list.
+pub(crate) fn in_list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
