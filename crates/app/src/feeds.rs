@@ -1512,22 +1512,7 @@ fn decrypt_candidates(
             },
         })
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = page.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = page
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
-            .collect();
-        let mut out = Vec::with_capacity(page.len());
-        for h in parts {
-            match h.join() {
-                Ok(part) => out.extend(part?),
-                Err(_) => return Err(AppError::Io("a matching thread stopped".into())),
-            }
-        }
-        Ok(out)
-    })
+    lifecert_matching::par_map(&page, one).into_iter().collect()
 }
 
 fn person_of(rec: &FeedRecord) -> lifecert_matching::Person {
@@ -1548,21 +1533,10 @@ impl Matcher {
         let one = |p: &lifecert_matching::Person| {
             lifecert_matching::match_record(&self.index, &self.weights, &self.thresholds, p)
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 || people.len() < 2_000 {
+        if people.len() < 2_000 {
             return people.iter().map(one).collect();
         }
-        let per = people.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = people
-                .chunks(per)
-                .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
+        lifecert_matching::par_map(people, one)
     }
 }
 

@@ -40,6 +40,30 @@ pub struct Candidate {
     pub person: Person,
 }
 
+/// `f` over `items` on every core, in order. A panic in `f` is passed on, not swallowed.
+pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for part in parts {
+            match part.join() {
+                Ok(part) => out.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 /// Blocks larger than this are skipped: a key shared by thousands of people (a very common
 /// name with no birth date) carries too little information to be worth comparing against.
 pub const DEFAULT_BLOCK_CAP: usize = 2_000;
@@ -76,24 +100,7 @@ impl Index {
     pub fn with_block_cap(candidates: Vec<Candidate>, cap: usize) -> Index {
         let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
         // Features on every core: pinyin and readings are the costly part.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = candidates.len().div_ceil(threads).max(1);
-        let features: Vec<Features> = std::thread::scope(|scope| {
-            let parts: Vec<_> = candidates
-                .chunks(per)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|c| Features::of(&c.person))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+        let features: Vec<Features> = par_map(&candidates, |c| Features::of(&c.person));
         drop(candidates);
         let mut blocks: HashMap<BlockKey, Vec<u32>> = HashMap::new();
         for (i, f) in features.iter().enumerate() {
