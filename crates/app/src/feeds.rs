@@ -1580,3 +1580,33 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert_eq!(
+            normalise_id(" １１０１０５１９４９１２３１００２ｘ ")
+                .as_ref()
+                .map(NationalId::as_str),
+            Some("11010519491231002X")
+        );
+        assert_eq!(
+            normalise_id("110105 19491231 002x")
+                .as_ref()
+                .map(NationalId::as_str),
+            Some("11010519491231002X")
+        );
+        assert_eq!(
+            normalise_id("110105-491231-002")
+                .as_ref()
+                .map(NationalId::as_str),
+            Some("11010519491231002X")
+        );
+        assert_eq!(normalise_id("11010519491231002"), None);
+        assert_eq!(normalise_id("110105194912310021"), None); // bad check character
+        assert_eq!(normalise_id(""), None);
+    }
+}

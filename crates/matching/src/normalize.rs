@@ -1,31 +1,13 @@
 //! Normalisation of raw identity fields (ID number, name) from other departments' feeds.
 //!
 //! Feeds are typed by hand in many offices: full-width digits, stray spaces, traditional
-//! characters and minority-name middle dots all appear. Everything that compares names or
-//! numbers goes through these functions first so that a cosmetic difference never counts
+//! characters and minority-name middle dots all appear. Everything that compares names goes
+//! through these functions first (ID numbers: `lifecert_app::feeds::normalise_id`) so that a cosmetic difference never counts
 //! as a disagreement.
 
-use lifecert_domain::NationalId;
 use pinyin::{ToPinyin, ToPinyinMulti};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-
-/// The normalised 18-character ID number (upper-case `X`), or `None` if the input is not a
-/// valid number. Legacy 15-digit numbers are converted by [`NationalId::parse`].
-pub fn normalize_id(raw: &str) -> Option<String> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '－' | '‐' | '–' | '—'))
-        .map(|c| match c {
-            '０'..='９' => char::from(b'0' + (u32::from(c) - u32::from('０')) as u8),
-            'Ｘ' | 'ｘ' | 'x' => 'X',
-            other => other,
-        })
-        .collect();
-    NationalId::parse(&cleaned)
-        .ok()
-        .map(|id| id.as_str().to_string())
-}
 
 /// A name in the form used for comparison: no spaces or middle dots, half-width, simplified
 /// characters (for the built-in table of characters common in names), Latin letters upper-case.
@@ -230,25 +212,6 @@ mod tests {
             );
         }
         assert!(trad_to_simp().len() >= 300, "{}", trad_to_simp().len());
-    }
-
-    #[test]
-    fn ids() {
-        assert_eq!(
-            normalize_id(" １１０１０５１９４９１２３１００２ｘ ").as_deref(),
-            Some("11010519491231002X")
-        );
-        assert_eq!(
-            normalize_id("110105 19491231 002x").as_deref(),
-            Some("11010519491231002X")
-        );
-        assert_eq!(
-            normalize_id("110105-491231-002").as_deref(),
-            Some("11010519491231002X")
-        );
-        assert_eq!(normalize_id("11010519491231002"), None);
-        assert_eq!(normalize_id("110105194912310021"), None); // bad check character
-        assert_eq!(normalize_id(""), None);
     }
 
     #[test]
