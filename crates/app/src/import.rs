@@ -8,7 +8,7 @@ use crate::{date_str, parse_stored_month, Actor, App, AppError, Result};
 use chrono::NaiveDate;
 use lifecert_crypto::Field;
 use lifecert_domain::{
-    CountryCode, Fen, InsuranceType, NationalId, RegionCode, Residence, YearMonth,
+    CountryCode, Fen, Gender, InsuranceType, NationalId, RegionCode, Residence, YearMonth,
 };
 use lifecert_store::RecipientImport;
 use serde::Serialize;
@@ -181,6 +181,8 @@ pub struct ImportProgress {
 struct ValidRow {
     line: u64,
     id: NationalId,
+    birth_date: NaiveDate,
+    gender: Gender,
     name: String,
     insurance_type: InsuranceType,
     region: RegionCode,
@@ -251,7 +253,23 @@ fn validate(
     })?;
     let region = RegionCode::parse(h.get(cells, C::RegionCode))
         .map_err(|e| row_error(line, C::RegionCode, "invalid_region_code", e.to_string()))?;
-    let birth_month = YearMonth::of(id.birth_date());
+    let birth_date = id.birth_date().ok_or_else(|| {
+        row_error(
+            line,
+            C::IdNumber,
+            "invalid_id_number",
+            "the ID number carries no birth date",
+        )
+    })?;
+    let gender = id.gender().ok_or_else(|| {
+        row_error(
+            line,
+            C::IdNumber,
+            "invalid_id_number",
+            "the ID number carries no gender",
+        )
+    })?;
+    let birth_month = YearMonth::of(birth_date);
     let benefit_start = YearMonth::parse(h.get(cells, C::BenefitStart))
         .map_err(|e| row_error(line, C::BenefitStart, "invalid_date", e.to_string()))?;
     if benefit_start <= birth_month {
@@ -305,7 +323,7 @@ fn validate(
                     format!("{date} is in the future"),
                 ));
             }
-            if date < id.birth_date() {
+            if date < birth_date {
                 return Err(row_error(
                     line,
                     C::LastCertifiedOn,
@@ -326,6 +344,8 @@ fn validate(
     Ok(ValidRow {
         line,
         id,
+        birth_date,
+        gender,
         name: name.to_string(),
         insurance_type,
         region,
@@ -612,7 +632,7 @@ fn read_and_prepare(
     batches: tokio::sync::mpsc::Sender<PreparedBatch>,
 ) -> ReadSummary {
     let mut summary = ReadSummary::default();
-    let mut seen: HashSet<[u8; 18]> = HashSet::new();
+    let mut seen: HashSet<NationalId> = HashSet::new();
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     let mut finished = false;
     while !finished {
@@ -622,9 +642,7 @@ fn read_and_prepare(
                 summary.rows += 1;
                 match row.and_then(|(line, cells)| validate(&header, &cells, line, today)) {
                     Ok(valid) => {
-                        let mut key = [0u8; 18];
-                        key.copy_from_slice(valid.id.as_str().as_bytes());
-                        if seen.insert(key) {
+                        if seen.insert(valid.id.clone()) {
                             batch.push((valid.line, app.to_import(&valid)));
                         } else {
                             summary.rejected += 1;
@@ -803,7 +821,7 @@ impl App {
     }
 
     fn to_import(&self, r: &ValidRow) -> RecipientImport {
-        let birth = r.id.birth_date();
+        let birth = r.birth_date;
         let certified = r
             .last_certified_on
             .unwrap_or_else(|| r.benefit_start.first_day());
@@ -816,7 +834,7 @@ impl App {
                 .phone
                 .as_ref()
                 .map(|p| self.keys.encrypt_str(Field::Phone, p)),
-            gender: r.id.gender().as_str().to_string(),
+            gender: r.gender.as_str().to_string(),
             birth_date: date_str(birth),
             insurance_type: r.insurance_type.as_str().to_string(),
             region_code: r.region.as_str().to_string(),

@@ -18,7 +18,7 @@ pub use authz::{Action, RegionScope, Role};
 pub use certification::{Channel, FailReason, Outcome};
 pub use money::Fen;
 pub use month::{add_months_clamped, YearMonth};
-pub use national_id::{Gender, NationalId};
+pub use national_id::{Gender, IdScheme, NationalId};
 pub use payment::{Instruction, InstructionKind, LedgerView, PaymentStatus, SuspensionReason};
 pub use policy::{Anchor, Policy};
 pub use recipient::{CountryCode, InsuranceType, Residence};
