@@ -6,7 +6,7 @@ use crate::certify::{CertifyReport, CertifyRequest, RecipientRef};
 use crate::recipients::{effective_certified_on, mask_name};
 use crate::staff::Staff;
 use crate::{date_str, Actor, App, AppError, Result};
-use lifecert_domain::{Action, NationalId, PaymentStatus, SuspensionReason};
+use lifecert_domain::{Action, PaymentStatus, SuspensionReason};
 use lifecert_store::{RecipientFilter, RecipientRow, ReviewCaseRow};
 use serde::Serialize;
 
@@ -14,7 +14,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StaffRecipient {
     pub id: i64,
-    /// Masked (`110105********002X`) unless revealed.
+    /// Masked (`110105********002X`; a generic identifier `P1****67`) unless revealed.
     pub id_number: String,
     pub id_number_revealed: bool,
     pub name: String,
@@ -204,9 +204,7 @@ impl App {
             region = r.to_string();
         }
         let id_bidx = match query.id_number.as_deref() {
-            Some(s) => Some(self.id_bidx(
-                &NationalId::parse(s).map_err(|e| AppError::invalid("id_number", e.to_string()))?,
-            )),
+            Some(s) => Some(self.id_bidx(&self.parse_id("id_number", s)?)),
             None => None,
         };
         if let Some(s) = &query.status {

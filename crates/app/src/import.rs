@@ -5,10 +5,10 @@
 //! and can simply be run again. Re-importing the same file changes nothing.
 
 use crate::{date_str, parse_stored_month, Actor, App, AppError, Result};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use lifecert_crypto::Field;
 use lifecert_domain::{
-    CountryCode, Fen, Gender, InsuranceType, NationalId, RegionCode, Residence, YearMonth,
+    CountryCode, Fen, Gender, IdScheme, InsuranceType, NationalId, RegionCode, Residence, YearMonth,
 };
 use lifecert_store::RecipientImport;
 use serde::Serialize;
@@ -28,9 +28,12 @@ enum Column {
     Country,
     LastCertifiedOn,
     PaidThrough,
+    BirthDate,
+    Gender,
 }
 
-const COLUMNS: [Column; 11] = [
+/// In the order of [`NewRecipient`]'s fields, which `create_recipient` relies on.
+const COLUMNS: [Column; 13] = [
     Column::IdNumber,
     Column::Name,
     Column::InsuranceType,
@@ -42,6 +45,8 @@ const COLUMNS: [Column; 11] = [
     Column::Country,
     Column::LastCertifiedOn,
     Column::PaidThrough,
+    Column::BirthDate,
+    Column::Gender,
 ];
 
 impl Column {
@@ -58,6 +63,8 @@ impl Column {
             Column::Country => "country",
             Column::LastCertifiedOn => "last_certified_on",
             Column::PaidThrough => "paid_through",
+            Column::BirthDate => "birth_date",
+            Column::Gender => "gender",
         }
     }
 
@@ -74,19 +81,23 @@ impl Column {
             Column::Country => &["居住国"],
             Column::LastCertifiedOn => &["上次认证日期"],
             Column::PaidThrough => &["已发放至"],
+            Column::BirthDate => &["出生日期"],
+            Column::Gender => &["性别"],
         }
     }
 
-    fn required(self) -> bool {
-        matches!(
-            self,
+    /// Birth date and gender are in a GB 11643 number; other identifiers need them given.
+    fn required(self, scheme: IdScheme) -> bool {
+        match self {
             Column::IdNumber
-                | Column::Name
-                | Column::InsuranceType
-                | Column::RegionCode
-                | Column::BenefitStart
-                | Column::MonthlyAmount
-        )
+            | Column::Name
+            | Column::InsuranceType
+            | Column::RegionCode
+            | Column::BenefitStart
+            | Column::MonthlyAmount => true,
+            Column::BirthDate | Column::Gender => !scheme.id_carries_birth_date(),
+            _ => false,
+        }
     }
 
     fn from_header(h: &str) -> Option<Column> {
@@ -105,7 +116,7 @@ struct Header {
 }
 
 impl Header {
-    fn parse(cells: &[String]) -> Result<Header> {
+    fn parse(cells: &[String], scheme: IdScheme) -> Result<Header> {
         let mut positions = [None; COLUMNS.len()];
         let mut ignored = Vec::new();
         for (i, cell) in cells.iter().enumerate() {
@@ -126,14 +137,21 @@ impl Header {
         }
         let missing: Vec<String> = COLUMNS
             .into_iter()
-            .filter(|c| c.required() && positions[*c as usize].is_none())
+            .filter(|c| c.required(scheme) && positions[*c as usize].is_none())
             .map(|c| format!("{} ({})", c.field(), c.chinese()[0]))
             .collect();
         if !missing.is_empty() {
+            let why = if scheme.id_carries_birth_date() {
+                String::new()
+            } else {
+                format!(
+                    " (with the {scheme} ID scheme birth_date and gender are required: the identifiers do not carry them)"
+                )
+            };
             return Err(AppError::invalid(
                 "header",
                 format!(
-                    "line 1: required column(s) missing: {}. The first line must name the columns, in English or Chinese",
+                    "line 1: required column(s) missing: {}{why}. The first line must name the columns, in English or Chinese",
                     missing.join(", ")
                 ),
             ));
@@ -217,14 +235,110 @@ pub(crate) fn normalise_phone(s: &str) -> Option<String> {
         .map(|_| digits.clone())
 }
 
+/// The row's birth date: the `birth_date` cell, which must agree with a GB 11643 number;
+/// without the cell, the number's.
+fn birth_date_of(
+    h: &Header,
+    cells: &[String],
+    line: u64,
+    id: &NationalId,
+    today: NaiveDate,
+) -> Result<NaiveDate, RowError> {
+    use Column as C;
+    let from_id = id.birth_date();
+    let given = match h.get(cells, C::BirthDate) {
+        "" => {
+            return from_id.ok_or_else(|| {
+                row_error(
+                    line,
+                    C::BirthDate,
+                    "missing_birth_date",
+                    format!(
+                        "the birth date is empty: write it as YYYY-MM-DD, e.g. 1950-03-31 ({} identifiers do not carry it)",
+                        id.scheme()
+                    ),
+                )
+            })
+        }
+        d => lifecert_domain::parse_date(d)
+            .map_err(|e| row_error(line, C::BirthDate, "invalid_date", e.to_string()))?,
+    };
+    if given > today {
+        return Err(row_error(
+            line,
+            C::BirthDate,
+            "invalid_date",
+            format!("birth_date {given} is in the future"),
+        ));
+    }
+    if given.year() < 1880 {
+        return Err(row_error(
+            line,
+            C::BirthDate,
+            "invalid_date",
+            format!("birth_date {given} is before 1880: check the year"),
+        ));
+    }
+    match from_id {
+        Some(from_id) if from_id != given => Err(row_error(
+            line,
+            C::BirthDate,
+            "birth_date_mismatch",
+            format!(
+                "birth_date {given} does not agree with the ID number ({from_id}): correct one of them, or leave birth_date empty"
+            ),
+        )),
+        _ => Ok(given),
+    }
+}
+
+/// The row's gender: the `gender` cell, which must agree with a GB 11643 number;
+/// without the cell, the number's.
+fn gender_of(h: &Header, cells: &[String], line: u64, id: &NationalId) -> Result<Gender, RowError> {
+    use Column as C;
+    let from_id = id.gender();
+    let given = match h.get(cells, C::Gender) {
+        "" => {
+            return from_id.ok_or_else(|| {
+                row_error(
+                    line,
+                    C::Gender,
+                    "missing_gender",
+                    format!(
+                        "the gender is empty: write M or F (also male/female, 男/女) ({} identifiers do not carry it)",
+                        id.scheme()
+                    ),
+                )
+            })
+        }
+        g => Gender::parse_written(g)
+            .map_err(|e| row_error(line, C::Gender, "invalid_gender", e.to_string()))?,
+    };
+    match from_id {
+        Some(from_id) if from_id != given => Err(row_error(
+            line,
+            C::Gender,
+            "gender_mismatch",
+            format!(
+                "gender {} does not agree with the ID number ({}): correct one of them, or leave gender empty",
+                given.as_str(),
+                from_id.as_str()
+            ),
+        )),
+        _ => Ok(given),
+    }
+}
+
 fn validate(
     h: &Header,
     cells: &[String],
     line: u64,
     today: NaiveDate,
+    scheme: IdScheme,
 ) -> Result<ValidRow, RowError> {
     use Column as C;
-    let id = NationalId::parse(h.get(cells, C::IdNumber))
+    let id = scheme
+        .parse_id(h.get(cells, C::IdNumber))
         .map_err(|e| row_error(line, C::IdNumber, "invalid_id_number", e.to_string()))?;
     let name = h.get(cells, C::Name);
     if name.is_empty() {
@@ -253,22 +367,8 @@ fn validate(
     })?;
     let region = RegionCode::parse(h.get(cells, C::RegionCode))
         .map_err(|e| row_error(line, C::RegionCode, "invalid_region_code", e.to_string()))?;
-    let birth_date = id.birth_date().ok_or_else(|| {
-        row_error(
-            line,
-            C::IdNumber,
-            "invalid_id_number",
-            "the ID number carries no birth date",
-        )
-    })?;
-    let gender = id.gender().ok_or_else(|| {
-        row_error(
-            line,
-            C::IdNumber,
-            "invalid_id_number",
-            "the ID number carries no gender",
-        )
-    })?;
+    let birth_date = birth_date_of(h, cells, line, &id, today)?;
+    let gender = gender_of(h, cells, line, &id)?;
     let birth_month = YearMonth::of(birth_date);
     let benefit_start = YearMonth::parse(h.get(cells, C::BenefitStart))
         .map_err(|e| row_error(line, C::BenefitStart, "invalid_date", e.to_string()))?;
@@ -277,9 +377,7 @@ fn validate(
             line,
             C::BenefitStart,
             "invalid_date",
-            format!(
-                "the benefit start {benefit_start} is not after the birth date in the ID number"
-            ),
+            format!("the benefit start {benefit_start} is not after the birth date ({birth_date})"),
         ));
     }
     let monthly = Fen::parse_monthly_yuan(h.get(cells, C::MonthlyAmount))
@@ -328,7 +426,7 @@ fn validate(
                     line,
                     C::LastCertifiedOn,
                     "invalid_date",
-                    format!("{date} is before the birth date in the ID number"),
+                    format!("{date} is before the birth date ({birth_date})"),
                 ));
             }
             Some(date)
@@ -640,7 +738,9 @@ fn read_and_prepare(
             None => finished = true,
             Some(row) => {
                 summary.rows += 1;
-                match row.and_then(|(line, cells)| validate(&header, &cells, line, today)) {
+                match row.and_then(|(line, cells)| {
+                    validate(&header, &cells, line, today, app.id_scheme())
+                }) {
                     Ok(valid) => {
                         if seen.insert(valid.id.clone()) {
                             batch.push((valid.line, app.to_import(&valid)));
@@ -691,7 +791,7 @@ impl App {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport> {
         let (source, header_cells) = Source::open(path)?;
-        let header = Header::parse(&header_cells)?;
+        let header = Header::parse(&header_cells, self.id_scheme())?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -734,6 +834,13 @@ impl App {
         let last = r.last_certified_on.map(date_str).unwrap_or_default();
         let paid = r.paid_through.map(|m| m.to_string()).unwrap_or_default();
         let start = r.benefit_start.to_string();
+        // Derived from a GB 11643 number, so left out there: digests of rolls imported
+        // before the columns existed stay the same.
+        let (birth, gender) = if self.id_scheme().id_carries_birth_date() {
+            (String::new(), "")
+        } else {
+            (date_str(r.birth_date), r.gender.as_str())
+        };
         self.keys
             .digest(&[
                 r.id.as_str().as_bytes(),
@@ -750,6 +857,8 @@ impl App {
                     .as_bytes(),
                 last.as_bytes(),
                 paid.as_bytes(),
+                birth.as_bytes(),
+                gender.as_bytes(),
             ])
             .to_vec()
     }
@@ -887,6 +996,8 @@ impl App {
 /// One pensioner registered through the API, with the import's columns and rules.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 pub struct NewRecipient {
+    /// In the deployment's ID scheme: `cn_resident`, the 18-character resident ID number
+    /// (15-digit old numbers are converted); `generic`, 4 to 32 letters and digits.
     pub id_number: String,
     pub name: String,
     /// enterprise, institution or resident
@@ -901,6 +1012,12 @@ pub struct NewRecipient {
     pub country: Option<String>,
     pub last_certified_on: Option<String>,
     pub paid_through: Option<String>,
+    /// YYYY-MM-DD. Required with the generic ID scheme; with cn_resident it may be left
+    /// out and must otherwise agree with the ID number.
+    pub birth_date: Option<String>,
+    /// M or F (also male/female, 男/女). Required with the generic ID scheme; with
+    /// cn_resident it may be left out and must otherwise agree with the ID number.
+    pub gender: Option<String>,
 }
 
 impl App {
@@ -923,6 +1040,8 @@ impl App {
             n.country.as_ref(),
             n.last_certified_on.as_ref(),
             n.paid_through.as_ref(),
+            n.birth_date.as_ref(),
+            n.gender.as_ref(),
         ]
         .into_iter()
         .map(|c| c.cloned().unwrap_or_default())
@@ -931,9 +1050,11 @@ impl App {
             positions: std::array::from_fn(Some),
             ignored: Vec::new(),
         };
-        let valid = validate(&header, &cells, 0, self.today()).map_err(|e| AppError::Invalid {
-            field: e.field,
-            message: format!("{} ({})", e.message, e.code),
+        let valid = validate(&header, &cells, 0, self.today(), self.id_scheme()).map_err(|e| {
+            AppError::Invalid {
+                field: e.field,
+                message: format!("{} ({})", e.message, e.code),
+            }
         })?;
         if !staff.scope.contains(valid.region.as_str()) {
             return Err(AppError::forbidden(

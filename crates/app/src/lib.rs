@@ -25,7 +25,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::AppError;
 
 use lifecert_crypto::{Field, KeyRing};
-use lifecert_domain::{NationalId, Policy};
+use lifecert_domain::{IdScheme, NationalId, Policy};
 use lifecert_store::{AuditEntry, Store, WriteTx};
 use std::sync::Arc;
 
@@ -61,20 +61,38 @@ pub struct App {
     clock: Arc<dyn Clock>,
     sources: Arc<lifecert_domain::feed::Sources>,
     matching: Arc<feeds::MatchingSettings>,
+    id_scheme: IdScheme,
 }
 
 const KEY_CHECK: &str = "key_check";
+/// The [`IdScheme`] the database was set up with, by name.
+const ID_SCHEME: &str = "id_scheme";
 
 impl App {
     /// Wraps an open store. The first time a database is used, a check value encrypted
     /// with the configured key is stored; afterwards a ring without that key is refused
-    /// with a clear error instead of producing garbage.
+    /// with a clear error instead of producing garbage. Pensioners are identified by
+    /// GB 11643 resident ID numbers (see [`App::new_with_id_scheme`]).
     pub async fn new(
         store: Store,
         keys: KeyRing,
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<App> {
+        App::new_with_id_scheme(store, keys, policy, clock, IdScheme::default()).await
+    }
+
+    /// Like [`App::new`], with the scheme of the pensioners' identifiers. The first use
+    /// of a database records the scheme; a database set up with another one is refused,
+    /// since its pensioners could not be found by identifiers of this one.
+    pub async fn new_with_id_scheme(
+        store: Store,
+        keys: KeyRing,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        id_scheme: IdScheme,
+    ) -> Result<App> {
+        let existed_before = store.meta_get(KEY_CHECK).await?.is_some();
         let stored = store.meta_init(KEY_CHECK, &keys.check_value()).await?;
         keys.verify_check_value(&stored)?;
         // Look-ups stay on the key the database was set up with, so rotating the
@@ -82,6 +100,7 @@ impl App {
         let index_key = lifecert_crypto::ciphertext_key_id(&stored)
             .ok_or_else(|| AppError::Corrupt("the stored key check value is malformed".into()))?;
         let keys = keys.with_index_key(&index_key)?;
+        check_id_scheme(&store, id_scheme, existed_before).await?;
         Ok(App {
             store,
             keys,
@@ -89,6 +108,23 @@ impl App {
             clock,
             sources: Arc::new(lifecert_domain::feed::Sources::default()),
             matching: Arc::new(feeds::MatchingSettings::default()),
+            id_scheme,
+        })
+    }
+
+    /// The scheme of the pensioners' identifiers in this database.
+    pub fn id_scheme(&self) -> IdScheme {
+        self.id_scheme
+    }
+
+    /// Parses an identifier typed by a person under this database's scheme; the error
+    /// names `field`, the scheme and what is wrong.
+    pub fn parse_id(&self, field: &str, raw: &str) -> Result<NationalId> {
+        self.id_scheme.parse_id(raw).map_err(|e| {
+            AppError::invalid(
+                field,
+                format!("not a valid ID number ({} scheme): {e}", self.id_scheme),
+            )
         })
     }
 
@@ -189,13 +225,48 @@ impl App {
 
     pub(crate) fn decrypt_id(&self, enc: &[u8]) -> Result<NationalId> {
         let s = self.keys.decrypt_str(Field::IdNumber, enc)?;
-        NationalId::parse(&s)
+        self.id_scheme
+            .parse_id(&s)
             .map_err(|e| AppError::Corrupt(format!("a stored ID number does not parse: {e}")))
     }
 
     pub(crate) fn decrypt_name(&self, enc: &[u8]) -> Result<String> {
         Ok(self.keys.decrypt_str(Field::Name, enc)?)
     }
+}
+
+/// Records the scheme the first time a database is used and refuses another one after.
+/// A database set up before schemes existed holds GB 11643 numbers.
+async fn check_id_scheme(store: &Store, configured: IdScheme, existed_before: bool) -> Result<()> {
+    let first = if existed_before && store.meta_get(ID_SCHEME).await?.is_none() {
+        IdScheme::CnResident
+    } else {
+        configured
+    };
+    let stored = store
+        .meta_init(ID_SCHEME, first.as_str().as_bytes())
+        .await?;
+    let stored = std::str::from_utf8(&stored)
+        .ok()
+        .and_then(|s| IdScheme::parse(s).ok())
+        .ok_or_else(|| {
+            AppError::Corrupt(format!(
+                "the database's ID scheme ({}) is not one lifecert knows",
+                String::from_utf8_lossy(&stored)
+            ))
+        })?;
+    if stored != configured {
+        return Err(AppError::conflict(
+            "id_scheme_mismatch",
+            format!(
+                "this database was set up for the {stored} ID scheme ({}), but the settings say {configured}: \
+                 set id_scheme = \"{stored}\" (or LIFECERT_ID_SCHEME={stored}) to use it, or use a new database \
+                 for {configured}; pensioners stored under one scheme cannot be found by identifiers of the other",
+                stored.describe()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks free text typed by staff: trimmed, not empty, at most `max` characters, and
@@ -226,7 +297,9 @@ pub(crate) fn text_field<'a>(
 }
 
 pub(crate) fn date_str(d: chrono::NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    use chrono::Datelike;
+    // Not `format("%Y-%m-%d")`: feeds write millions of dates, and the format parser is slow.
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
 pub(crate) fn parse_stored_date(s: &str) -> Result<chrono::NaiveDate> {

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+#[path = "story/id_schemes.rs"]
+mod id_schemes;
 #[path = "story/jobs.rs"]
 mod jobs;
 #[path = "story/notifications.rs"]

@@ -151,8 +151,9 @@ pub enum CycleCommand {
 
 #[derive(Args)]
 pub struct CertifyArgs {
-    #[arg(long, value_parser = parse_id)]
-    id_number: NationalId,
+    /// The pensioner's ID number, in the database's ID scheme
+    #[arg(long)]
+    id_number: String,
     /// counter, community, home_visit, video, overseas_consulate, overseas_notary, overseas_online, agent_assisted, self_service_face, passive_data
     #[arg(long, value_parser = |s: &str| Channel::parse(s).map_err(|e| e.to_string()))]
     channel: Channel,
@@ -176,8 +177,9 @@ pub struct CertifyArgs {
 pub enum DeathCommand {
     /// A death was reported: payment is suspended at once
     Report {
-        #[arg(long, value_parser = parse_id)]
-        id_number: NationalId,
+        /// The pensioner's ID number, in the database's ID scheme
+        #[arg(long)]
+        id_number: String,
         #[arg(long, value_parser = parse_date)]
         date: NaiveDate,
         /// Who reported it, e.g. public_security, civil_affairs, health, family
@@ -186,13 +188,15 @@ pub enum DeathCommand {
     },
     /// A reviewer confirmed the death: payment is terminated, overpayments recovered
     Confirm {
-        #[arg(long, value_parser = parse_id)]
-        id_number: NationalId,
+        /// The pensioner's ID number, in the database's ID scheme
+        #[arg(long)]
+        id_number: String,
     },
     /// The report was wrong: the suspension is lifted and withheld months back-paid
     Void {
-        #[arg(long, value_parser = parse_id)]
-        id_number: NationalId,
+        /// The pensioner's ID number, in the database's ID scheme
+        #[arg(long)]
+        id_number: String,
     },
 }
 
@@ -222,8 +226,9 @@ pub enum AuditCommand {
 pub enum RecipientCommand {
     /// Show one pensioner (ID number masked)
     Show {
-        #[arg(long, value_parser = parse_id)]
-        id_number: NationalId,
+        /// The pensioner's ID number, in the database's ID scheme
+        #[arg(long)]
+        id_number: String,
     },
 }
 
@@ -235,8 +240,9 @@ fn parse_month(s: &str) -> Result<YearMonth, String> {
     YearMonth::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_id(s: &str) -> Result<NationalId, String> {
-    NationalId::parse(s).map_err(|e| format!("not a valid ID number: {e}"))
+/// `--id-number`, read with the database's ID scheme (known once the App is open).
+fn id_number(app: &App, raw: &str) -> Result<NationalId, AppError> {
+    app.parse_id("--id-number", raw)
 }
 
 fn actor(cli_actor: Option<String>) -> Actor {
@@ -264,12 +270,16 @@ pub async fn open_app(settings: &Settings, out: Output) -> Result<App> {
     let store = Store::open(&settings.database_url)
         .await
         .map_err(AppError::from)?;
-    Ok(
-        App::new(store, keys, Policy::default(), Arc::new(SystemClock))
-            .await?
-            .with_sources(settings.sources.clone())
-            .with_matching(settings.matching.clone()),
+    Ok(App::new_with_id_scheme(
+        store,
+        keys,
+        Policy::default(),
+        Arc::new(SystemClock),
+        settings.id_scheme,
     )
+    .await?
+    .with_sources(settings.sources.clone())
+    .with_matching(settings.matching.clone()))
 }
 
 pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
@@ -433,7 +443,10 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 .certify(
                     &actor,
                     &lifecert_app::certify::CertifyRequest {
-                        recipient: lifecert_app::certify::RecipientRef::IdNumber(a.id_number),
+                        recipient: lifecert_app::certify::RecipientRef::IdNumber(id_number(
+                            &app,
+                            &a.id_number,
+                        )?),
                         channel: a.channel,
                         date: a.date,
                         outcome: a.outcome,
@@ -460,14 +473,19 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         Command::Death(cmd) => {
             let r = match cmd {
                 DeathCommand::Report {
-                    id_number,
+                    id_number: raw,
                     date,
                     source,
-                } => app.report_death(&actor, &id_number, date, &source).await?,
-                DeathCommand::Confirm { id_number } => {
-                    app.confirm_death(&actor, &id_number).await?
+                } => {
+                    app.report_death(&actor, &id_number(&app, &raw)?, date, &source)
+                        .await?
                 }
-                DeathCommand::Void { id_number } => app.void_death(&actor, &id_number).await?,
+                DeathCommand::Confirm { id_number: raw } => {
+                    app.confirm_death(&actor, &id_number(&app, &raw)?).await?
+                }
+                DeathCommand::Void { id_number: raw } => {
+                    app.void_death(&actor, &id_number(&app, &raw)?).await?
+                }
             };
             out.finish(
                 || {
@@ -533,8 +551,8 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Recipient(RecipientCommand::Show { id_number }) => {
-            let v = app.recipient_view(&id_number).await?;
+        Command::Recipient(RecipientCommand::Show { id_number: raw }) => {
+            let v = app.recipient_view(&id_number(&app, &raw)?).await?;
             out.finish(
                 || {
                     let mut s = format!(

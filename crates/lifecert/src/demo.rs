@@ -45,6 +45,8 @@ pub async fn run(
         database_url: url.clone(),
         addr: settings.addr,
         secure_cookies: settings.secure_cookies,
+        // The generated roll holds GB 11643 numbers.
+        id_scheme: lifecert_domain::IdScheme::CnResident,
         keys: KeySettings {
             master_key: None,
             master_key_file: None,

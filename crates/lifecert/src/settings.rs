@@ -7,6 +7,7 @@ use lifecert_app::integration::WebhookSecret;
 use lifecert_app::keys::KeySettings;
 use lifecert_crypto::Cipher;
 use lifecert_domain::feed::Sources;
+use lifecert_domain::IdScheme;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,8 @@ struct FileSettings {
     secure_cookies: Option<bool>,
     master_key_file: Option<PathBuf>,
     field_cipher: Option<String>,
+    /// `cn_resident` (default) or `generic`.
+    id_scheme: Option<String>,
     #[serde(default)]
     sources: Vec<lifecert_domain::feed::SourceConfig>,
     #[serde(default)]
@@ -49,6 +52,9 @@ pub struct Settings {
     /// Mark session cookies `Secure` (when served behind TLS).
     pub secure_cookies: bool,
     pub keys: KeySettings,
+    /// How pensioners are identified: `id_scheme` in the file or `LIFECERT_ID_SCHEME`.
+    /// Fixed when a database is first used.
+    pub id_scheme: IdScheme,
     /// The feed sources: the shipped ones with `[[sources]]` applied.
     pub sources: Sources,
     pub matching: MatchingSettings,
@@ -103,6 +109,15 @@ impl Settings {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => file.secure_cookies.unwrap_or(false),
         };
+        let id_scheme = match env("LIFECERT_ID_SCHEME") {
+            Some(s) => IdScheme::parse(&s).context("LIFECERT_ID_SCHEME is not valid")?,
+            None => match &file.id_scheme {
+                Some(s) => {
+                    IdScheme::parse(s).context("id_scheme in the settings file is not valid")?
+                }
+                None => IdScheme::default(),
+            },
+        };
         let sources = Sources::configured(&file.sources)
             .context("the [[sources]] in the settings file are not valid")?;
         file.matching
@@ -135,6 +150,7 @@ impl Settings {
             sources,
             matching: file.matching.clone(),
             opencrvs_secret,
+            id_scheme,
             database_url,
             addr,
             secure_cookies,
@@ -203,6 +219,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("matching.possible"), "{err:#}");
+    }
+
+    #[test]
+    fn id_scheme_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Settings::load(None, None).unwrap().id_scheme,
+            IdScheme::CnResident
+        );
+        let config = write(&dir, "id_scheme = \"generic\"\n");
+        assert_eq!(
+            Settings::load(Some(&config), None).unwrap().id_scheme,
+            IdScheme::Generic
+        );
+        let err =
+            Settings::load(Some(&write(&dir, "id_scheme = \"passport\"\n")), None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("id_scheme") && text.contains("cn_resident") && text.contains("generic"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1819,3 +1819,135 @@ fn notify_run_pending_waits_without_a_channel_and_delivers_once_with_one() {
         r.describe()
     );
 }
+
+// ---------------------------------------------------------------------------
+// ID schemes
+// ---------------------------------------------------------------------------
+
+/// A deployment with `LIFECERT_ID_SCHEME=generic`: the roll gives birth date and gender,
+/// pensioners are found by their agency identifiers, and the database refuses to be
+/// opened as cn_resident.
+fn generic_id_scheme_story(mut lc: Lc) {
+    lc.envs
+        .push(("LIFECERT_ID_SCHEME".to_string(), "generic".to_string()));
+    let t = date(today());
+    let text = "id_number,name,insurance_type,region_code,benefit_start,monthly_amount,birth_date,gender\n\
+                P1234567,Anna Schmidt,enterprise,110105,2010-01,3000,1950-03-04,F\n\
+                Q7654321,No Birthday,enterprise,110105,2010-01,3000,,M\n\
+                Q7654322,Bad Gender,enterprise,110105,2010-01,3000,1950-01-01,X\n";
+    let r = lc.import("generic.csv", text);
+    assert_eq!(import_counts(&r), [3, 1, 0, 0, 2], "{r}");
+    let errors: Vec<(u64, &str, &str)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["field"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (3, "birth_date", "missing_birth_date"),
+            (4, "gender", "invalid_gender")
+        ],
+        "{r}"
+    );
+    // The summary for people names the line, the field and what to write.
+    let human = lc.run("import recipients generic.csv");
+    assert!(human.success(), "{}", human.describe());
+    assert!(
+        human
+            .stdout
+            .contains("line 3: birth_date [missing_birth_date] the birth date is empty: write it as YYYY-MM-DD"),
+        "{}",
+        human.describe()
+    );
+    assert!(
+        human.stdout.contains("line 4: gender [invalid_gender]")
+            && human.stdout.contains("write M or F"),
+        "{}",
+        human.describe()
+    );
+
+    let v = lc.show("p-1234567");
+    assert_eq!(v["id_number_masked"], "P1****67", "{v}");
+    assert_eq!(
+        (v["birth_date"].as_str(), v["gender"].as_str()),
+        (Some("1950-03-04"), Some("female"))
+    );
+    let c = lc.ok(&format!(
+        "certify --id-number P1234567 --channel counter --date {t}"
+    ));
+    assert_eq!(c["outcome"], "pass", "{c}");
+    let d = lc.ok(&format!(
+        "death report --id-number P1234567 --date {t} --source family"
+    ));
+    assert_eq!(d["status"], "suspended", "{d}");
+
+    let r = lc.fails("recipient show --id-number P1", "invalid_input");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("--id-number: not a valid ID number (generic scheme)")
+            && message.contains("4 to 32"),
+        "{}",
+        r.describe()
+    );
+    lc.fails("recipient show --id-number Q7654321", "not_found");
+
+    // The database keeps its scheme whatever the settings say later.
+    let r = lc.run_env("--json stats", &[("LIFECERT_ID_SCHEME", "cn_resident")]);
+    let message = r.assert_error("id_scheme_mismatch");
+    assert!(
+        message.contains("set up for the generic ID scheme")
+            && message.contains("id_scheme = \"generic\""),
+        "{}",
+        r.describe()
+    );
+    let r = lc.run_env("--json stats", &[("LIFECERT_ID_SCHEME", "passport")]);
+    let message = r.assert_error("error");
+    assert!(
+        message.contains("LIFECERT_ID_SCHEME")
+            && message.contains("cn_resident")
+            && message.contains("generic"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(lc.stats()["recipients"], 1);
+}
+
+#[test]
+fn a_generic_id_scheme_database_on_sqlite() {
+    generic_id_scheme_story(Lc::sqlite());
+}
+
+#[test]
+fn a_generic_id_scheme_database_on_postgres() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let db = PgDatabase::create(&admin);
+    generic_id_scheme_story(db.lc());
+}
+
+#[test]
+fn the_id_scheme_comes_from_the_settings_file() {
+    let lc = Lc::sqlite();
+    lc.write("lifecert.toml", "id_scheme = \"generic\"\n");
+    lc.ok("--config lifecert.toml stats");
+    let r = lc.run("--json stats");
+    let message = r.assert_error("id_scheme_mismatch");
+    assert!(
+        message.contains("the settings say cn_resident"),
+        "{}",
+        r.describe()
+    );
+    lc.write("bad.toml", "id_scheme = \"passport\"\n");
+    let r = lc.run("--json --config bad.toml stats");
+    let message = r.assert_error("error");
+    assert!(message.contains("id_scheme"), "{}", r.describe());
+}

@@ -520,13 +520,15 @@ impl WriteTx {
         now: &str,
     ) -> Result<()> {
         let sql = self.sql(
-            "UPDATE recipients SET name_bidx = ?, id_number_enc = ?, name_enc = ?, phone_enc = ?, insurance_type = ?, region_code = ?, benefit_start = ?, monthly_amount_fen = ?, residence = ?, country = ?, last_certified_on = ?, next_due_on = ?, settled_through = ?, import_digest = ?, updated_at = ? WHERE id = ?",
+            "UPDATE recipients SET name_bidx = ?, id_number_enc = ?, name_enc = ?, phone_enc = ?, gender = ?, birth_date = ?, insurance_type = ?, region_code = ?, benefit_start = ?, monthly_amount_fen = ?, residence = ?, country = ?, last_certified_on = ?, next_due_on = ?, settled_through = ?, import_digest = ?, updated_at = ? WHERE id = ?",
         );
         sqlx::query(&sql)
             .bind(&r.name_bidx)
             .bind(&r.id_number_enc)
             .bind(&r.name_enc)
             .bind(&r.phone_enc)
+            .bind(&r.gender)
+            .bind(&r.birth_date)
             .bind(&r.insurance_type)
             .bind(&r.region_code)
             .bind(&r.benefit_start)

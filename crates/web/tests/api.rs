@@ -20,7 +20,7 @@ use lifecert_app::workflows::AppealAgainst;
 use lifecert_app::{Actor, App, Clock};
 use lifecert_crypto::{Cipher, KeyRing, TotpSecret};
 use lifecert_domain::national_id::check_character;
-use lifecert_domain::{Channel, NationalId, Outcome, Policy, RegionScope, Role};
+use lifecert_domain::{Channel, IdScheme, NationalId, Outcome, Policy, RegionScope, Role};
 use lifecert_store::Store;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
@@ -246,22 +246,41 @@ fn fixture_staff() -> Staff {
 
 impl Env {
     async fn new(backend: Backend) -> Env {
+        Env::with_id_scheme(backend, IdScheme::CnResident).await
+    }
+
+    /// The same five pensioners; with the generic scheme they have agency identifiers
+    /// (`NJ0000001`, …) and the roll gives their birth dates and genders.
+    async fn with_id_scheme(backend: Backend, scheme: IdScheme) -> Env {
         let clock = Arc::new(TestClock::at(d(TODAY)));
         let store = Store::open(&backend.url).await.unwrap();
-        let app = App::new(store, key_ring(), Policy::default(), clock.clone())
-            .await
-            .unwrap();
-        let numbers = [
+        let app =
+            App::new_with_id_scheme(store, key_ring(), Policy::default(), clock.clone(), scheme)
+                .await
+                .unwrap();
+        let mut numbers = [
             (NANJING_ID.to_string(), "王建国", "320102"),
             (id("320102", "19480203", 13), "李秀英", "320102"),
             (id("320102", "19440506", 21), "张伟", "320102"),
             (id("320102", "19450607", 34), "刘芳", "320102"),
             (id("440106", "19520808", 45), "陈志明", "440106"),
         ];
-        let mut csv = String::from("id_number,name,insurance_type,region_code,benefit_start,monthly_amount,phone,residence,country,last_certified_on,paid_through\n");
-        for (number, name, region) in &numbers {
+        let mut csv = String::from("id_number,name,insurance_type,region_code,benefit_start,monthly_amount,phone,residence,country,last_certified_on,paid_through,birth_date,gender\n");
+        for (i, (number, name, region)) in numbers.iter_mut().enumerate() {
+            let born = match scheme {
+                IdScheme::CnResident => String::new(),
+                IdScheme::Generic => {
+                    *number = format!("NJ{:07}", i + 1);
+                    ",1950-01-07,M".to_string()
+                }
+            };
+            let born = if born.is_empty() {
+                ",,".to_string()
+            } else {
+                born
+            };
             csv.push_str(&format!(
-                "{number},{name},enterprise,{region},2010-02,3000.00,13800138000,domestic,,2026-03-15,2026-10\n"
+                "{number},{name},enterprise,{region},2010-02,3000.00,13800138000,domestic,,2026-03-15,2026-10{born}\n"
             ));
         }
         let path = backend.dir.path().join("roll.csv");
@@ -4885,6 +4904,61 @@ async fn failed_notifications_are_listed_for_the_regions_supervisor_without_cont
             .filter(|e| e["what"] == "notification.attempt")
             .count();
         assert_eq!(attempts, 2, "{n}: {}", r.text);
+        env.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_generic_id_scheme_deployment_finds_pensioners_by_agency_identifier() {
+    for b in backends().await {
+        let env = Env::with_id_scheme(b, IdScheme::Generic).await;
+        let n = env.name();
+        let supervisor = env.staff("gen-super", Role::Supervisor, "32").await;
+        let nanjing = &env.people.nanjing;
+        assert_eq!(nanjing.number, "NJ0000001");
+        let r = env
+            .get(
+                "/api/v1/recipients?id_number=nj-000%200001",
+                Auth::Bearer(&supervisor),
+            )
+            .await;
+        r.assert_status(StatusCode::OK, n);
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{n}: {}", r.text);
+        assert_eq!(items[0]["id"], nanjing.id, "{n}");
+        assert_eq!(items[0]["id_number"], "NJ*****01", "{n}");
+        assert_eq!(items[0]["birth_date"], "1950-01-07", "{n}");
+        assert_eq!(items[0]["gender"], "male", "{n}");
+        // A resident ID number is not how this deployment writes identifiers.
+        let r = env
+            .get("/api/v1/recipients?id_number=N1", Auth::Bearer(&supervisor))
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        assert!(r.text.contains("generic"), "{n}: {}", r.text);
+
+        // Registering one needs the birth date and gender.
+        let mut body = json!({
+            "id_number": "NJ0000099", "name": "新来的", "insurance_type": "enterprise",
+            "region_code": "320102", "benefit_start": "2015-01", "monthly_amount": "2000",
+        });
+        let r = env
+            .post("/api/v1/recipients", Auth::Bearer(&supervisor), &body)
+            .await;
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", n);
+        assert!(r.text.contains("birth_date"), "{n}: {}", r.text);
+        body["birth_date"] = json!("1955-05-05");
+        body["gender"] = json!("女");
+        let r = env
+            .post("/api/v1/recipients", Auth::Bearer(&supervisor), &body)
+            .await;
+        assert!(r.status.is_success(), "{n}: {}", r.text);
+        let r = env
+            .get(
+                "/api/v1/recipients?id_number=NJ0000099",
+                Auth::Bearer(&supervisor),
+            )
+            .await;
+        assert_eq!(r.body["items"][0]["gender"], "female", "{n}: {}", r.text);
         env.finish().await;
     }
 }

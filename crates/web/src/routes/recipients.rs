@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, IntoParams)]
 pub struct RecipientSearch {
-    /// Exact national ID number (looked up by blind index).
+    /// Exact ID number, in the deployment's ID scheme (`cn_resident`: the 18-character
+    /// resident ID number; `generic`: 4 to 32 letters and digits), looked up by blind index.
     pub id_number: Option<String>,
     /// Exact name.
     pub name: Option<String>,
