@@ -6,9 +6,10 @@ use crate::certify::{CertifyRequest, RecipientRef};
 use crate::{date_str, parse_stored_date, Actor, App, AppError, Result};
 use chrono::{Duration, NaiveDate};
 use lifecert_domain::feed::{Source, SourceKind, LIFE_THRESHOLD_MILLI, LIFE_WINDOW_DAYS};
-use lifecert_domain::{Channel, NationalId, Outcome, PaymentStatus, SuspensionReason};
+use lifecert_domain::{Channel, IdScheme, Outcome, PaymentStatus, SuspensionReason};
 use lifecert_store::{NewFeedRecord, RecipientRow, WriteTx};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
@@ -88,7 +89,7 @@ pub struct ReportLine {
     pub class: &'static str,
     pub score: Option<f64>,
     pub recipient_id: Option<i64>,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 /// How ID-less records are matched (`[matching]` in the settings file).
@@ -239,7 +240,7 @@ const CHUNK: usize = 10_000;
 /// pensioner's ID token (loaded once) instead of one look-up per record.
 const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
 /// Rows the reading thread hands over at a time.
-const RAW_BATCH: usize = 1_000;
+const RAW_BATCH: usize = 4_096;
 /// Pensioners whose signs of life are added up per transaction.
 const LIFE_BATCH: i64 = 1_000;
 /// EM rounds when the weights are estimated on the feed.
@@ -289,65 +290,89 @@ enum Checked {
     Ok(String, FeedRecord, NaiveDate),
 }
 
-impl Prepared {
-    fn new(
-        keys: &lifecert_crypto::KeyRing,
-        columns: Option<&Columns>,
-        table: Option<&IdTable>,
-        raw: Raw,
-    ) -> Self {
-        let token = |id_number: &str| {
-            let key = normalise_id(id_number)
-                .map(|id| keys.blind_index(lifecert_crypto::Field::IdNumber, id.as_str()));
-            let exact = key.zip(table).and_then(|(k, t)| t.get(k));
-            (key, exact)
-        };
-        match (raw, columns) {
-            (Raw::Csv(row), Some(c)) => {
-                let (id_key, exact) = token(Columns::get(&row, c.id_number));
-                // An exact match needs only its id and date; the rest is read for
-                // matching by name or for corrections.
-                let record = if exact.is_some() && Columns::get(&row, c.void_of).trim().is_empty() {
-                    FeedRecord {
-                        record_id: Columns::get(&row, c.record_id).to_string(),
-                        event_date: Columns::get(&row, c.event_date).to_string(),
-                        ..FeedRecord::default()
+/// What the preparing thread needs: the keys for ID tokens and, for a large feed, the
+/// table of every pensioner's token.
+struct Preparer {
+    scheme: IdScheme,
+    keys: lifecert_crypto::KeyRing,
+    table: Option<std::sync::Arc<IdTable>>,
+}
+
+impl Preparer {
+    /// The ID token of a record's ID number, and the pensioner it names when the table
+    /// is loaded.
+    fn token(&self, id_number: &str) -> (Option<[u8; 16]>, Option<i64>) {
+        let key = self.scheme.normalise(id_number).map(|id| {
+            self.keys
+                .blind_index(lifecert_crypto::Field::IdNumber, id.as_str())
+        });
+        let exact = key.zip(self.table.as_deref()).and_then(|(k, t)| t.get(k));
+        (key, exact)
+    }
+
+    fn prepare(&self, batch: RawBatch) -> Vec<Prepared> {
+        match batch {
+            RawBatch::Csv(b) => b.rows.iter().map(|row| self.csv_row(&b, row)).collect(),
+            RawBatch::Parsed(records) => records
+                .into_iter()
+                .map(|record| {
+                    let (id_key, exact) = match &record {
+                        Ok(r) => self.token(&r.id_number),
+                        Err(_) => (None, None),
+                    };
+                    Prepared {
+                        record,
+                        id_key,
+                        exact,
                     }
-                } else {
-                    c.record(&row)
-                };
-                Prepared {
-                    record: Ok(record),
-                    id_key,
-                    exact,
-                }
-            }
-            (Raw::Csv(_), None) => Prepared {
-                record: Err("a CSV row without its header".into()),
-                id_key: None,
-                exact: None,
-            },
-            (Raw::Parsed(record), _) => {
-                let (id_key, exact) = match &record {
-                    Ok(r) => token(&r.id_number),
-                    Err(_) => (None, None),
-                };
-                Prepared {
-                    record,
-                    id_key,
-                    exact,
-                }
-            }
+                })
+                .collect(),
         }
     }
 
+    fn csv_row(&self, b: &CsvBatch, row: &std::result::Result<CsvFields, String>) -> Prepared {
+        let f = match row {
+            Ok(f) => f,
+            Err(e) => {
+                return Prepared {
+                    record: Err(e.clone()),
+                    id_key: None,
+                    exact: None,
+                }
+            }
+        };
+        let (id_key, exact) = self.token(b.field(f, F_ID_NUMBER));
+        // An exact match needs only its id and date; the rest is read for matching by
+        // name or for corrections.
+        let record = if exact.is_some() && b.field(f, F_VOID_OF).trim().is_empty() {
+            FeedRecord {
+                record_id: b.field(f, F_RECORD_ID).to_string(),
+                event_date: b.field(f, F_EVENT_DATE).to_string(),
+                ..FeedRecord::default()
+            }
+        } else {
+            b.record(f)
+        };
+        Prepared {
+            record: Ok(record),
+            id_key,
+            exact,
+        }
+    }
+}
+
+impl Prepared {
     /// The record's own checks: a usable record id and event date.
     fn checked(&mut self, today: NaiveDate) -> Checked {
         let rec = match std::mem::replace(&mut self.record, Err(String::new())) {
             Ok(rec) => rec,
-            Err(reason) => return Checked::Rejected(report_line("", "rejected", None, &reason)),
+            Err(reason) => return Checked::Rejected(report_line("", "rejected", None, reason)),
         };
-        let record_id = rec.record_id.trim().to_string();
+        let mut rec = rec;
+        let record_id = match rec.record_id.trim() {
+            t if t.len() == rec.record_id.len() => std::mem::take(&mut rec.record_id),
+            t => t.to_string(),
+        };
         if record_id.is_empty() || record_id.len() > 128 || record_id.chars().any(char::is_control)
         {
             return Checked::Rejected(report_line(
@@ -362,7 +387,7 @@ impl Prepared {
         }
         match parse_event_date(&rec.event_date, today) {
             Ok(d) => Checked::Ok(record_id, rec, d),
-            Err(reason) => Checked::Rejected(report_line(&record_id, "rejected", None, &reason)),
+            Err(reason) => Checked::Rejected(report_line(record_id, "rejected", None, reason)),
         }
     }
 }
@@ -405,26 +430,27 @@ impl IngestState<'_> {
 }
 
 fn report_line(
-    record_id: &str,
+    record_id: impl Into<String>,
     class: &'static str,
     recipient_id: Option<i64>,
-    reason: &str,
+    reason: impl Into<Cow<'static, str>>,
 ) -> ReportLine {
     ReportLine {
-        record_id: record_id.to_string(),
+        record_id: record_id.into(),
         class,
         score: None,
         recipient_id,
-        reason: reason.to_string(),
+        reason: reason.into(),
     }
 }
 
-fn unmatched_line(record_id: &str, rec: &FeedRecord) -> ReportLine {
+fn unmatched_line(scheme: IdScheme, record_id: &str, rec: &FeedRecord) -> ReportLine {
+    let valid = || scheme.normalise(&rec.id_number).is_some();
     let reason = if rec.id_number.trim().is_empty() {
         "no ID number"
-    } else if normalise_id(&rec.id_number).is_none() && rec.name.trim().is_empty() {
+    } else if !valid() && rec.name.trim().is_empty() {
         "the ID number is not valid (length, date or check character) and there is no name"
-    } else if normalise_id(&rec.id_number).is_none() {
+    } else if !valid() {
         "the ID number is not valid (length, date or check character) and nobody matches by name"
     } else {
         "no pensioner with this ID number"
@@ -448,79 +474,105 @@ fn parse_event_date(s: &str, today: NaiveDate) -> std::result::Result<NaiveDate,
     Ok(d)
 }
 
-/// The ID number as departments write it: full-width digits, spaces, lower-case x,
-/// legacy 15-digit numbers.
-pub fn normalise_id(raw: &str) -> Option<NationalId> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| match c {
-            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
-            'Ｘ' | 'ｘ' => 'X',
-            other => other,
-        })
-        .collect();
-    NationalId::parse(&cleaned).ok()
-}
-
 /// Reads records one at a time, with the line each started on.
 type Input = Box<dyn std::io::Read + Send>;
 
+/// The fields of a record, in the order of [`FIELDS`].
+const FIELDS: [&str; 8] = [
+    "record_id",
+    "id_number",
+    "name",
+    "gender",
+    "birth_date",
+    "event_date",
+    "region_code",
+    "void_of",
+];
+const F_RECORD_ID: usize = 0;
+const F_ID_NUMBER: usize = 1;
+const F_NAME: usize = 2;
+const F_GENDER: usize = 3;
+const F_BIRTH_DATE: usize = 4;
+const F_EVENT_DATE: usize = 5;
+const F_REGION_CODE: usize = 6;
+const F_VOID_OF: usize = 7;
+
 /// Where each field is in a CSV feed's rows.
-struct Columns {
-    record_id: Option<usize>,
-    id_number: Option<usize>,
-    name: Option<usize>,
-    gender: Option<usize>,
-    birth_date: Option<usize>,
-    event_date: Option<usize>,
-    region_code: Option<usize>,
-    void_of: Option<usize>,
-}
+struct Columns([Option<usize>; 8]);
 
 impl Columns {
     fn new(names: &[String]) -> Columns {
-        let at = |n: &str| names.iter().position(|h| h == n);
-        Columns {
-            record_id: at("record_id"),
-            id_number: at("id_number"),
-            name: at("name"),
-            gender: at("gender"),
-            birth_date: at("birth_date"),
-            event_date: at("event_date"),
-            region_code: at("region_code"),
-            void_of: at("void_of"),
-        }
+        Columns(FIELDS.map(|n| names.iter().position(|h| h == n)))
+    }
+}
+
+/// A row's fields: start and end in its batch's buffer.
+type CsvFields = [(u32, u32); 8];
+
+/// CSV rows as read: the fields the pipeline uses copied into one buffer per batch, so
+/// that reading allocates per batch, not per row.
+struct CsvBatch {
+    buf: Vec<u8>,
+    rows: Vec<std::result::Result<CsvFields, String>>,
+}
+
+impl CsvBatch {
+    fn field(&self, f: &CsvFields, k: usize) -> &str {
+        let (a, b) = f[k];
+        // Checked as UTF-8 when read.
+        std::str::from_utf8(&self.buf[a as usize..b as usize]).unwrap_or("")
     }
 
-    fn get(r: &csv::StringRecord, column: Option<usize>) -> &str {
-        column.and_then(|i| r.get(i)).unwrap_or("")
-    }
-
-    fn record(&self, r: &csv::StringRecord) -> FeedRecord {
-        let f = |c| Columns::get(r, c).to_string();
+    fn record(&self, f: &CsvFields) -> FeedRecord {
+        let v = |k| self.field(f, k).to_string();
         FeedRecord {
-            record_id: f(self.record_id),
-            id_number: f(self.id_number),
-            name: f(self.name),
-            gender: f(self.gender),
-            birth_date: f(self.birth_date),
-            event_date: f(self.event_date),
-            region_code: f(self.region_code),
-            void_of: f(self.void_of),
+            record_id: v(F_RECORD_ID),
+            id_number: v(F_ID_NUMBER),
+            name: v(F_NAME),
+            gender: v(F_GENDER),
+            birth_date: v(F_BIRTH_DATE),
+            event_date: v(F_EVENT_DATE),
+            region_code: v(F_REGION_CODE),
+            void_of: v(F_VOID_OF),
         }
     }
 }
 
-/// A record as read, before preparation: CSV rows stay unparsed until the preparing
+/// Records as read, before preparation: CSV rows stay unparsed until the preparing
 /// thread needs their fields.
-enum Raw {
-    Csv(csv::StringRecord),
-    Parsed(std::result::Result<FeedRecord, String>),
+enum RawBatch {
+    Csv(CsvBatch),
+    Parsed(Vec<std::result::Result<FeedRecord, String>>),
+}
+
+impl RawBatch {
+    fn len(&self) -> usize {
+        match self {
+            RawBatch::Csv(b) => b.rows.len(),
+            RawBatch::Parsed(r) => r.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether any record carries an ID number.
+    fn has_ids(&self) -> bool {
+        match self {
+            RawBatch::Csv(b) => b.rows.iter().any(|r| {
+                r.as_ref()
+                    .is_ok_and(|f| !b.field(f, F_ID_NUMBER).trim().is_empty())
+            }),
+            RawBatch::Parsed(r) => r
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(|r| !r.id_number.trim().is_empty())),
+        }
+    }
 }
 
 enum Reader {
-    Csv(csv::Reader<Input>, std::sync::Arc<Columns>),
+    Csv(Box<(csv::Reader<Input>, Columns, csv::ByteRecord)>),
     Jsonl(std::io::Lines<std::io::BufReader<Input>>, u64),
     Records(std::vec::IntoIter<FeedRecord>),
 }
@@ -535,7 +587,10 @@ impl Reader {
     fn new(file: Input, format: FeedFormat) -> Result<Reader> {
         Ok(match format {
             FeedFormat::Csv => {
-                let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+                let mut r = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .buffer_capacity(1 << 20)
+                    .from_reader(file);
                 let headers = r
                     .headers()
                     .map_err(|e| AppError::invalid("header", format!("line 1: {e}")))?
@@ -550,45 +605,79 @@ impl Reader {
                         "line 1: the feed needs a record_id column",
                     ));
                 }
-                Reader::Csv(r, std::sync::Arc::new(Columns::new(&names)))
+                Reader::Csv(Box::new((r, Columns::new(&names), csv::ByteRecord::new())))
             }
             FeedFormat::Jsonl => Reader::Jsonl(std::io::BufReader::new(file).lines(), 0),
         })
     }
 
-    fn columns(&self) -> Option<std::sync::Arc<Columns>> {
+    /// Up to `n` records; fewer only at the end of the input.
+    fn batch(&mut self, n: usize) -> RawBatch {
         match self {
-            Reader::Csv(_, c) => Some(c.clone()),
-            _ => None,
-        }
-    }
-
-    fn next(&mut self) -> Option<Raw> {
-        match self {
-            Reader::Csv(r, _) => {
-                let mut row = csv::StringRecord::new();
-                match r.read_record(&mut row) {
-                    Ok(true) => Some(Raw::Csv(row)),
-                    Ok(false) => None,
-                    Err(e) => Some(Raw::Parsed(Err(format!("cannot be read: {e}")))),
+            Reader::Csv(csv) => {
+                let (r, columns, row) = &mut **csv;
+                let mut b = CsvBatch {
+                    buf: Vec::with_capacity(n * 64),
+                    rows: Vec::with_capacity(n),
+                };
+                while b.rows.len() < n {
+                    match r.read_byte_record(row) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            let stop = matches!(e.kind(), csv::ErrorKind::Io(_));
+                            b.rows.push(Err(format!("cannot be read: {e}")));
+                            if stop {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                    let mut f = CsvFields::default();
+                    let mut not_text = None;
+                    for (k, column) in columns.0.iter().enumerate() {
+                        let Some(bytes) = column.and_then(|i| row.get(i)) else {
+                            continue;
+                        };
+                        if std::str::from_utf8(bytes).is_err() {
+                            not_text = Some(k);
+                        }
+                        let start = b.buf.len() as u32;
+                        b.buf.extend_from_slice(bytes);
+                        f[k] = (start, b.buf.len() as u32);
+                    }
+                    b.rows.push(match not_text {
+                        None => Ok(f),
+                        Some(k) => Err(format!(
+                            "line {}: {} is not UTF-8 text: save the file as \"CSV UTF-8\" (the file may be GBK)",
+                            row.position().map_or(0, |p| p.line()),
+                            FIELDS[k]
+                        )),
+                    });
                 }
+                RawBatch::Csv(b)
             }
-            Reader::Jsonl(lines, n) => loop {
-                *n += 1;
-                match lines.next()? {
-                    Err(e) => {
-                        return Some(Raw::Parsed(Err(format!("line {n} cannot be read: {e}"))))
-                    }
-                    Ok(l) if l.trim().is_empty() => continue,
-                    Ok(l) => {
-                        return Some(Raw::Parsed(
+            Reader::Jsonl(lines, line_no) => {
+                let mut out = Vec::with_capacity(n);
+                while out.len() < n {
+                    *line_no += 1;
+                    let line_no = *line_no;
+                    match lines.next() {
+                        None => break,
+                        Some(Err(e)) => {
+                            out.push(Err(format!("line {line_no} cannot be read: {e}")));
+                            break;
+                        }
+                        Some(Ok(l)) if l.trim().is_empty() => {}
+                        Some(Ok(l)) => out.push(
                             serde_json::from_str(&l)
-                                .map_err(|e| format!("line {n} is not a feed record: {e}")),
-                        ))
+                                .map_err(|e| format!("line {line_no} is not a feed record: {e}")),
+                        ),
                     }
                 }
-            },
-            Reader::Records(it) => it.next().map(|r| Raw::Parsed(Ok(r))),
+                RawBatch::Parsed(out)
+            }
+            Reader::Records(it) => RawBatch::Parsed(it.take(n).map(Ok).collect()),
         }
     }
 }
@@ -674,51 +763,35 @@ impl App {
         // A large feed is matched against a table of every pensioner's ID token, on the
         // preparing thread; a small one by a look-up per record.
         // (Only if the feed carries ID numbers at all: its first rows tell.)
-        let columns = reader.columns();
-        let first: Vec<Raw> = std::iter::from_fn(|| reader.next())
-            .take(RAW_BATCH)
-            .collect();
-        let has_ids = first.iter().any(|raw| match raw {
-            Raw::Csv(row) => columns
-                .as_deref()
-                .is_some_and(|c| !Columns::get(row, c.id_number).trim().is_empty()),
-            Raw::Parsed(Ok(r)) => !r.id_number.trim().is_empty(),
-            Raw::Parsed(Err(_)) => false,
-        });
-        let id_table = match large && has_ids {
+        let first = reader.batch(RAW_BATCH);
+        let id_table = match large && first.has_ids() {
             true => Some(std::sync::Arc::new(self.load_id_table().await?)),
             false => None,
         };
         // Three stages: reading rows, preparing them (fields, ID tokens, table look-up),
         // and storing them here; each hands batches to the next through a short queue.
         let (tx_chunks, mut chunks) = tokio::sync::mpsc::channel::<Vec<Prepared>>(2);
-        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<Vec<Raw>>(4);
+        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<RawBatch>(4);
         let mut first = Some(first);
         let reading = tokio::task::spawn_blocking(move || loop {
-            let batch: Vec<Raw> = match first.take() {
+            let batch = match first.take() {
                 Some(batch) => batch,
-                None => std::iter::from_fn(|| reader.next())
-                    .take(RAW_BATCH)
-                    .collect(),
+                None => reader.batch(RAW_BATCH),
             };
             let last = batch.len() < RAW_BATCH;
             if batch.is_empty() || tx_raw.send(batch).is_err() || last {
                 return;
             }
         });
-        let keys = self.keys.clone();
-        let table = id_table.clone();
+        let preparer = Preparer {
+            scheme: self.id_scheme(),
+            keys: self.keys.clone(),
+            table: id_table.clone(),
+        };
         let preparing = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
             for batch in rx_raw {
-                for raw in batch {
-                    chunk.push(Prepared::new(
-                        &keys,
-                        columns.as_deref(),
-                        table.as_deref(),
-                        raw,
-                    ));
-                }
+                chunk.extend(preparer.prepare(batch));
                 if chunk.len() >= CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                     if tx_chunks.blocking_send(full).is_err() {
@@ -839,7 +912,7 @@ impl App {
                 }
                 Checked::Void(record_id, _) => {
                     lines.push(report_line(
-                        &record_id,
+                        record_id,
                         "exact",
                         None,
                         "a correction (void_of)",
@@ -853,7 +926,7 @@ impl App {
                     let e = st.matched.entry(id).or_insert(0);
                     *e += source.weight_milli.max(1);
                     lines.push(report_line(
-                        &record_id,
+                        record_id,
                         "exact",
                         Some(id),
                         "matched by ID number",
@@ -861,10 +934,10 @@ impl App {
                 }
                 None if wants_name_match(&p, &rec) => {
                     pending_prob.push(lines.len());
-                    lines.push(report_line(&record_id, "unmatched", None, ""));
+                    lines.push(report_line(record_id, "unmatched", None, ""));
                     st.prob_records(&rec);
                 }
-                None => lines.push(unmatched_line(&record_id, &rec)),
+                None => lines.push(unmatched_line(self.id_scheme(), &record_id, &rec)),
             }
         }
         let results = self.match_probabilistic(st).await?;
@@ -880,7 +953,8 @@ impl App {
                 _ => format!(
                     "{} match by name, birth date, gender and region",
                     line.class
-                ),
+                )
+                .into(),
             };
         }
         Ok(lines)
@@ -996,7 +1070,7 @@ impl App {
                             &p.record_id,
                             "rejected",
                             Some(id),
-                            &format!(
+                            format!(
                                 "event_date {} is before the pensioner's birth date",
                                 p.event
                             ),
@@ -1096,22 +1170,25 @@ impl App {
                         let r = self.current_row(tx, id).await?;
                         self.apply_death(tx, actor, source, &r, p.event, &p.record_id, st.summary)
                             .await?
+                            .into()
                     }
                     SourceKind::Imprisonment => {
                         changed.insert(id);
                         let r = self.current_row(tx, id).await?;
-                        self.apply_imprisonment(tx, actor, &r, &p.record_id).await?
+                        self.apply_imprisonment(tx, actor, &r, &p.record_id)
+                            .await?
+                            .into()
                     }
                 };
                 continue;
             }
             let Some(m) = m.filter(|_| class != "unmatched") else {
-                line.reason = unmatched_line(&p.record_id, &p.rec).reason;
+                line.reason = unmatched_line(self.id_scheme(), &p.record_id, &p.rec).reason;
                 continue;
             };
             line.score = Some(m.score);
             line.recipient_id = m.candidate_id;
-            line.reason = format!("{class} match by name, birth date, gender and region");
+            line.reason = format!("{class} match by name, birth date, gender and region").into();
             if let (lifecert_matching::Class::Probable, Some(c)) = (m.class, m.candidate_id) {
                 self.open_review_case(
                     tx,
@@ -1123,7 +1200,9 @@ impl App {
                 )
                 .await?;
                 st.summary.reviews_opened += 1;
-                line.reason.push_str(": review opened, payment unchanged");
+                line.reason
+                    .to_mut()
+                    .push_str(": review opened, payment unchanged");
             }
         }
         pending.sort_unstable();
@@ -1144,7 +1223,7 @@ impl App {
         record_id: &str,
         summary: &mut FeedSummary,
         pending: &mut Vec<i64>,
-    ) -> Result<String> {
+    ) -> Result<Cow<'static, str>> {
         if r.status == "terminated" {
             return Ok("payment is terminated".into());
         }
@@ -1368,7 +1447,7 @@ impl App {
             class,
             score: None,
             recipient_id,
-            reason,
+            reason: reason.into(),
         };
         let Some(original) = tx.feed_record(&source.name, void_of).await? else {
             return Ok(line(
@@ -1578,35 +1657,5 @@ impl App {
             weights,
             thresholds: self.matching.thresholds(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids() {
-        assert_eq!(
-            normalise_id(" １１０１０５１９４９１２３１００２ｘ ")
-                .as_ref()
-                .map(NationalId::as_str),
-            Some("11010519491231002X")
-        );
-        assert_eq!(
-            normalise_id("110105 19491231 002x")
-                .as_ref()
-                .map(NationalId::as_str),
-            Some("11010519491231002X")
-        );
-        assert_eq!(
-            normalise_id("110105-491231-002")
-                .as_ref()
-                .map(NationalId::as_str),
-            Some("11010519491231002X")
-        );
-        assert_eq!(normalise_id("11010519491231002"), None);
-        assert_eq!(normalise_id("110105194912310021"), None); // bad check character
-        assert_eq!(normalise_id(""), None);
     }
 }

@@ -1406,7 +1406,7 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         );
         let (_, lines) = ingest(&app, "hospital_visit", &fourth).await;
         assert_eq!(
-            (lines[0].class, lines[0].reason.as_str()),
+            (lines[0].class, lines[0].reason.as_ref()),
             ("unmatched", "no pensioner with this ID number"),
             "{lines:?}"
         );

@@ -51,6 +51,14 @@ pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, ParseError> {
             "{t:?} is not a date: write it as YYYY-MM-DD, e.g. 2025-03-31"
         )));
     }
-    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
-        .map_err(|_| ParseError::new(format!("{t:?} is not a real calendar date")))
+    // Read by hand: feeds parse tens of millions of dates, and chrono's format parser is
+    // several times slower than this.
+    let b = t.as_bytes();
+    let num = |from: usize, to: usize| {
+        b[from..to]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    chrono::NaiveDate::from_ymd_opt(num(0, 4) as i32, num(5, 7), num(8, 10))
+        .ok_or_else(|| ParseError::new(format!("{t:?} is not a real calendar date")))
 }

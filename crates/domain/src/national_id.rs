@@ -300,18 +300,25 @@ impl IdScheme {
     /// lower-case letters upper-case; then [`IdScheme::parse_id`]. None when the result
     /// is still not an identifier of this scheme.
     pub fn normalise(&self, raw: &str) -> Option<NationalId> {
-        let cleaned: String = raw
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .map(|c| match c {
+        // Cleaned into a buffer on the stack: feeds normalise tens of millions of numbers.
+        let mut buf = [0u8; 48];
+        let mut n = 0;
+        for c in raw.chars() {
+            let c = match c {
+                c if c.is_whitespace() || c == '-' => continue,
                 '\u{FF10}'..='\u{FF19}' | '\u{FF21}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => {
                     char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
                 }
-                other => other,
-            })
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        self.parse_id(&cleaned).ok()
+                c => c,
+            };
+            // No identifier of either scheme has other characters, or is this long.
+            if !c.is_ascii() {
+                return None;
+            }
+            *buf.get_mut(n)? = c.to_ascii_uppercase() as u8;
+            n += 1;
+        }
+        self.parse_id(std::str::from_utf8(&buf[..n]).ok()?).ok()
     }
 }
 

@@ -396,7 +396,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                         line.class.to_string(),
                         line.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
                         line.recipient_id.map(|i| i.to_string()).unwrap_or_default(),
-                        line.reason.clone(),
+                        line.reason.to_string(),
                     ];
                     if let Err(e) = w.write_record(&row) {
                         write_error.get_or_insert(e);

@@ -161,6 +161,10 @@ impl Store {
                             // 64 MiB of page cache (default 2 MiB): imports touch index
                             // pages all over the random-keyed blind index.
                             "PRAGMA cache_size = -65536",
+                            // Reads through a memory map instead of a read() per page
+                            // missing from the cache: large feeds and imports walk indexes
+                            // far bigger than the cache.
+                            "PRAGMA mmap_size = 4294967296",
                             // Statement journals of multi-row inserts stay in memory
                             // instead of a temporary file written and read back per statement.
                             "PRAGMA temp_store = MEMORY",

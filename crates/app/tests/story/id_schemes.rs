@@ -326,3 +326,58 @@ async fn cn_resident_rows_may_give_birth_date_and_gender_that_agree_with_the_num
         b.drop_pg(app).await;
     }
 }
+
+/// Feeds read ID numbers with the database's scheme: a generic identifier however the
+/// department spells it matches exactly, through the look-up per record (small feed) and
+/// through the in-memory table (large feed); a GB 11643 number means nothing there.
+#[tokio::test]
+async fn feeds_match_generic_identifiers_exactly() {
+    for b in backends().await {
+        let app = app_in(&b, IdScheme::Generic).await.unwrap();
+        let lines = [
+            GENERIC_HEADER.to_string(),
+            generic_row("P1234567", "Anna Schmidt", "1950-03-04", "F", "2026-01-15"),
+            generic_row("AB123456", "John Smith", "1949-12-31", "M", "2026-01-15"),
+        ];
+        let r = import(&app, &b.file("roll.csv", &(lines.join("\n") + "\n"))).await;
+        assert_eq!(r.inserted, 2, "{r:?}");
+
+        let small = b.file(
+            "small.csv",
+            "record_id,id_number,name,event_date\n\
+             s1,p-1234 567,Anna Schmidt,2026-11-02\n\
+             s2,11010519491231002X,John Smith,2026-11-02\n",
+        );
+        let (s, report) = ingest(&app, "hospital_visit", &small).await;
+        assert_eq!(
+            (s.exact, s.lives_certified),
+            (1, 1),
+            "{}: {report:?}",
+            b.name
+        );
+        assert_eq!(report[0].class, "exact");
+        assert_ne!(report[1].class, "exact", "{report:?}");
+
+        // Over the size at which the whole roll's tokens are loaded into memory.
+        let mut large = String::from("record_id,id_number,event_date\n");
+        for i in 0..12_000 {
+            large.push_str(&format!("l{i},ZZ{i:08},2026-11-03\n"));
+        }
+        large.push_str("l-john,ａｂ１２３４５６,2026-11-03\n");
+        assert!(large.len() > 256 * 1024);
+        let (s, report) = ingest(&app, "hospital_visit", &b.file("large.csv", &large)).await;
+        assert_eq!(
+            (s.records, s.exact, s.unmatched, s.lives_certified),
+            (12_001, 1, 12_000, 1),
+            "{}",
+            b.name
+        );
+        let john = report.last().unwrap();
+        assert_eq!((john.record_id.as_str(), john.class), ("l-john", "exact"));
+        let view = app
+            .recipient_view(&app.id_scheme().parse_id("AB123456").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(view.last_certified_on, "2026-11-03", "{}", b.name);
+    }
+}
