@@ -234,15 +234,19 @@ impl MatchingSettings {
     }
 }
 
-/// Records read, matched and stored per transaction.
+/// Records read and matched at a time.
 const CHUNK: usize = 10_000;
+/// Records stored per write transaction (a few chunks): a longer transaction keeps
+/// other writers waiting longer, a shorter one writes the same index pages again and
+/// again.
+const RECORDS_PER_COMMIT: usize = 100_000;
 /// A feed file of this size or more is matched against an in-memory table of every
 /// pensioner's ID token (loaded once) instead of one look-up per record.
 const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
 /// Rows the reading thread hands over at a time.
 const RAW_BATCH: usize = 4_096;
 /// Pensioners whose signs of life are added up per transaction.
-const LIFE_BATCH: i64 = 1_000;
+const LIFE_BATCH: i64 = 10_000;
 /// EM rounds when the weights are estimated on the feed.
 const EM_ITERATIONS: usize = 10;
 /// Fewer ID-less records than this and the weights are not estimated.
@@ -279,7 +283,7 @@ impl std::hash::Hasher for TokenHasher {
 /// A record as the preparing thread hands it over: parsed, with its ID token and, when a
 /// table was given, the pensioner that token names.
 struct Prepared {
-    record: std::result::Result<FeedRecord, String>,
+    checked: Checked,
     id_key: Option<[u8; 16]>,
     exact: Option<i64>,
 }
@@ -293,102 +297,206 @@ enum Checked {
 /// What the preparing thread needs: the keys for ID tokens and, for a large feed, the
 /// table of every pensioner's token.
 struct Preparer {
+    today: NaiveDate,
+    /// Whether record ids are kept (for a report or for storing).
+    keep_text: bool,
     scheme: IdScheme,
     keys: lifecert_crypto::KeyRing,
     table: Option<std::sync::Arc<IdTable>>,
 }
 
 impl Preparer {
-    /// The ID token of a record's ID number, and the pensioner it names when the table
-    /// is loaded.
-    fn token(&self, id_number: &str) -> (Option<[u8; 16]>, Option<i64>) {
-        let key = self.scheme.normalise(id_number).map(|id| {
+    /// The ID token of a record's ID number, if it is one.
+    fn token(&self, id_number: &str) -> Option<[u8; 16]> {
+        self.scheme.normalise(id_number).map(|id| {
             self.keys
                 .blind_index(lifecert_crypto::Field::IdNumber, id.as_str())
-        });
-        let exact = key.zip(self.table.as_deref()).and_then(|(k, t)| t.get(k));
-        (key, exact)
+        })
     }
 
+    /// The pensioner a token names, when the table is loaded.
+    fn look_up(&self, key: Option<[u8; 16]>) -> Option<i64> {
+        key.zip(self.table.as_deref()).and_then(|(k, t)| t.get(k))
+    }
+
+    /// A batch's records, prepared in order; a large CSV batch on every core.
     fn prepare(&self, batch: RawBatch) -> Vec<Prepared> {
+        let on_every_core = batch.len() >= 1_000;
         match batch {
-            RawBatch::Csv(b) => b.rows.iter().map(|row| self.csv_row(&b, row)).collect(),
+            RawBatch::Csv(b) => {
+                let token = |row: &std::result::Result<CsvFields, String>| {
+                    row.as_ref()
+                        .ok()
+                        .and_then(|f| self.token(b.field(f, F_ID_NUMBER)))
+                };
+                let keys: Vec<Option<[u8; 16]>> = match on_every_core {
+                    true => lifecert_matching::par_map(&b.rows, token),
+                    false => b.rows.iter().map(token).collect(),
+                };
+                // The look-ups one after another, apart from the hashing: their cache
+                // misses (the table is far larger than the cache) then overlap.
+                let exact: Vec<Option<i64>> = keys.iter().map(|k| self.look_up(*k)).collect();
+                let rows: Vec<usize> = (0..b.rows.len()).collect();
+                let one = |&i: &usize| self.csv_row(&b, &b.rows[i], keys[i], exact[i]);
+                match on_every_core {
+                    true => lifecert_matching::par_map(&rows, one),
+                    false => rows.iter().map(one).collect(),
+                }
+            }
             RawBatch::Parsed(records) => records
                 .into_iter()
                 .map(|record| {
-                    let (id_key, exact) = match &record {
+                    let id_key = match &record {
                         Ok(r) => self.token(&r.id_number),
-                        Err(_) => (None, None),
+                        Err(_) => None,
                     };
                     Prepared {
-                        record,
+                        checked: checked(record, self.today),
                         id_key,
-                        exact,
+                        exact: self.look_up(id_key),
                     }
                 })
                 .collect(),
         }
     }
 
-    fn csv_row(&self, b: &CsvBatch, row: &std::result::Result<CsvFields, String>) -> Prepared {
+    fn csv_row(
+        &self,
+        b: &CsvBatch,
+        row: &std::result::Result<CsvFields, String>,
+        id_key: Option<[u8; 16]>,
+        exact: Option<i64>,
+    ) -> Prepared {
         let f = match row {
             Ok(f) => f,
             Err(e) => {
                 return Prepared {
-                    record: Err(e.clone()),
-                    id_key: None,
-                    exact: None,
+                    checked: checked(Err(e.clone()), self.today),
+                    id_key,
+                    exact,
                 }
             }
         };
-        let (id_key, exact) = self.token(b.field(f, F_ID_NUMBER));
-        // An exact match needs only its id and date; the rest is read for matching by
-        // name or for corrections.
-        let record = if exact.is_some() && b.field(f, F_VOID_OF).trim().is_empty() {
-            FeedRecord {
+        let record = match exact.is_some() && b.field(f, F_VOID_OF).trim().is_empty() {
+            // Counting only (a dry run without a report): an exact match is checked in
+            // place, and nothing of it kept.
+            true if !self.keep_text => {
+                let record_id = b.field(f, F_RECORD_ID).trim();
+                let checked = if !usable_record_id(record_id) {
+                    Checked::Rejected(report_line(record_id, "rejected", None, UNUSABLE_RECORD_ID))
+                } else {
+                    match parse_event_date(b.field(f, F_EVENT_DATE), self.today) {
+                        Ok(d) => Checked::Ok(String::new(), FeedRecord::default(), d),
+                        Err(reason) => {
+                            Checked::Rejected(report_line(record_id, "rejected", None, reason))
+                        }
+                    }
+                };
+                return Prepared {
+                    checked,
+                    id_key,
+                    exact,
+                };
+            }
+            // An exact match needs only its id and date; the rest is read for matching
+            // by name or for corrections.
+            true => FeedRecord {
                 record_id: b.field(f, F_RECORD_ID).to_string(),
                 event_date: b.field(f, F_EVENT_DATE).to_string(),
                 ..FeedRecord::default()
-            }
-        } else {
-            b.record(f)
+            },
+            false => b.record(f),
         };
         Prepared {
-            record: Ok(record),
+            checked: checked(Ok(record), self.today),
             id_key,
             exact,
         }
     }
 }
 
-impl Prepared {
-    /// The record's own checks: a usable record id and event date.
-    fn checked(&mut self, today: NaiveDate) -> Checked {
-        let rec = match std::mem::replace(&mut self.record, Err(String::new())) {
-            Ok(rec) => rec,
-            Err(reason) => return Checked::Rejected(report_line("", "rejected", None, reason)),
-        };
-        let mut rec = rec;
-        let record_id = match rec.record_id.trim() {
-            t if t.len() == rec.record_id.len() => std::mem::take(&mut rec.record_id),
-            t => t.to_string(),
-        };
-        if record_id.is_empty() || record_id.len() > 128 || record_id.chars().any(char::is_control)
-        {
-            return Checked::Rejected(report_line(
-                &record_id,
-                "rejected",
-                None,
-                "record_id is missing or not usable",
-            ));
+const UNUSABLE_RECORD_ID: &str = "record_id is missing or not usable";
+
+fn usable_record_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_control)
+}
+
+/// The record's own checks: a usable record id and event date.
+fn checked(record: std::result::Result<FeedRecord, String>, today: NaiveDate) -> Checked {
+    let mut rec = match record {
+        Ok(rec) => rec,
+        Err(reason) => return Checked::Rejected(report_line("", "rejected", None, reason)),
+    };
+    let record_id = match rec.record_id.trim() {
+        t if t.len() == rec.record_id.len() => std::mem::take(&mut rec.record_id),
+        t => t.to_string(),
+    };
+    if !usable_record_id(&record_id) {
+        return Checked::Rejected(report_line(record_id, "rejected", None, UNUSABLE_RECORD_ID));
+    }
+    if !rec.void_of.trim().is_empty() {
+        return Checked::Void(record_id, rec);
+    }
+    match parse_event_date(&rec.event_date, today) {
+        Ok(d) => Checked::Ok(record_id, rec, d),
+        Err(reason) => Checked::Rejected(report_line(record_id, "rejected", None, reason)),
+    }
+}
+
+/// Counts a committed chunk's lines and hands them to the report.
+fn tally(
+    s: &mut FeedSummary,
+    report: &mut Option<&mut (dyn FnMut(ReportLine) + Send)>,
+    lines: Vec<ReportLine>,
+) {
+    for line in lines {
+        s.records += 1;
+        match line.class {
+            "exact" => s.exact += 1,
+            "probable" => s.probable += 1,
+            "possible" => s.possible += 1,
+            "unmatched" => s.unmatched += 1,
+            "rejected" => s.rejected += 1,
+            "duplicate" => s.duplicates_ignored += 1,
+            _ => {}
         }
-        if !rec.void_of.trim().is_empty() {
-            return Checked::Void(record_id, rec);
+        if let Some(report) = report.as_mut() {
+            report(line);
         }
-        match parse_event_date(&rec.event_date, today) {
-            Ok(d) => Checked::Ok(record_id, rec, d),
-            Err(reason) => Checked::Rejected(report_line(record_id, "rejected", None, reason)),
+    }
+}
+
+/// A set of pensioner ids: a bitmap for the dense ids a database hands out (a million
+/// pensioners in 125 KiB, cheap to touch ten million times), a hash set beyond that.
+#[derive(Default)]
+struct IdSet {
+    bits: Vec<u64>,
+    sparse: std::collections::HashSet<i64>,
+    len: u64,
+}
+
+impl IdSet {
+    const DENSE_UP_TO: i64 = 1 << 30;
+
+    fn insert(&mut self, id: i64) {
+        if !(0..Self::DENSE_UP_TO).contains(&id) {
+            if self.sparse.insert(id) {
+                self.len += 1;
+            }
+            return;
         }
+        let (word, bit) = ((id / 64) as usize, id % 64);
+        if word >= self.bits.len() {
+            self.bits.resize((word + 1).next_power_of_two(), 0);
+        }
+        if self.bits[word] & (1 << bit) == 0 {
+            self.bits[word] |= 1 << bit;
+            self.len += 1;
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -408,8 +516,8 @@ struct Planned {
 /// Records without a valid ID number are matched by name, birth date, gender and region.
 /// A valid number not on the roll belongs to someone who is not a pensioner here: a
 /// typing error almost never keeps the GB 11643 check character right.
-fn wants_name_match(p: &Prepared, rec: &FeedRecord) -> bool {
-    p.id_key.is_none() && !rec.name.trim().is_empty()
+fn wants_name_match(id_key: Option<[u8; 16]>, rec: &FeedRecord) -> bool {
+    id_key.is_none() && !rec.name.trim().is_empty()
 }
 
 struct IngestState<'a> {
@@ -417,8 +525,8 @@ struct IngestState<'a> {
     matcher: Option<std::sync::Arc<Matcher>>,
     /// Exact matches were looked up in the ID table while preparing.
     id_table: bool,
-    /// `--dry-run`: pensioner → summed weight of their records.
-    matched: HashMap<i64, i64>,
+    /// `--dry-run`: the pensioners the exact matches name.
+    matched: IdSet,
     /// ID-less records waiting for probabilistic matching, in order.
     prob: Vec<lifecert_matching::Person>,
 }
@@ -693,8 +801,14 @@ impl App {
         report: &mut (dyn FnMut(ReportLine) + Send),
     ) -> Result<FeedSummary> {
         let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= ID_TABLE_FROM_BYTES);
-        self.ingest_with(source, Reader::open(path, format)?, report, false, large)
-            .await
+        self.ingest_with(
+            source,
+            Reader::open(path, format)?,
+            Some(report),
+            false,
+            large,
+        )
+        .await
     }
 
     /// Ingests a feed held in memory (an upload queued as a job).
@@ -706,8 +820,7 @@ impl App {
     ) -> Result<FeedSummary> {
         let large = bytes.len() as u64 >= ID_TABLE_FROM_BYTES;
         let reader = Reader::new(Box::new(std::io::Cursor::new(bytes)), format)?;
-        self.ingest_with(source, reader, &mut |_| {}, false, large)
-            .await
+        self.ingest_with(source, reader, None, false, large).await
     }
 
     /// Ingests records that arrived as messages (DCI notify, OpenCRVS webhook) through the
@@ -722,7 +835,7 @@ impl App {
             .ingest_with(
                 source,
                 Reader::Records(records.into_iter()),
-                &mut |l| lines.push(l),
+                Some(&mut |l| lines.push(l)),
                 false,
                 false,
             )
@@ -731,13 +844,15 @@ impl App {
     }
 
     /// Reads, matches and classifies a feed file without storing or changing anything: what
-    /// an ingest would match, for checking a new feed (`feed ingest --dry-run`).
+    /// an ingest would match, for checking a new feed (`feed ingest --dry-run`). Without a
+    /// report only the counts are kept, and the matcher for records without a usable ID
+    /// number is built while the rest of the feed is read.
     pub async fn preview_feed(
         &self,
         source: &Source,
         path: &Path,
         format: FeedFormat,
-        report: &mut (dyn FnMut(ReportLine) + Send),
+        report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
     ) -> Result<FeedSummary> {
         let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= ID_TABLE_FROM_BYTES);
         self.ingest_with(source, Reader::open(path, format)?, report, true, large)
@@ -752,7 +867,7 @@ impl App {
         &self,
         source: &Source,
         mut reader: Reader,
-        report: &mut (dyn FnMut(ReportLine) + Send),
+        mut report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
         dry_run: bool,
         large: bool,
     ) -> Result<FeedSummary> {
@@ -783,7 +898,10 @@ impl App {
                 return;
             }
         });
+        let counting = dry_run && report.is_none();
         let preparer = Preparer {
+            today,
+            keep_text: !counting,
             scheme: self.id_scheme(),
             keys: self.keys.clone(),
             table: id_table.clone(),
@@ -807,41 +925,48 @@ impl App {
             summary: &mut summary,
             matcher: None,
             id_table: id_table.is_some(),
-            matched: HashMap::new(),
+            matched: IdSet::default(),
             prob: Vec::new(),
         };
+        if counting {
+            self.count_feed(&mut chunks, &mut st).await?;
+        }
+        // Chunks are stored a few to a transaction: every commit writes each page it
+        // changed, and a feed's records land all over the pensioner index, so fewer,
+        // larger commits write far less. Report lines wait for their commit.
+        let mut open: Option<WriteTx> = None;
+        let mut held: Vec<ReportLine> = Vec::new();
         while let Some(chunk) = chunks.recv().await {
-            let lines = if dry_run {
-                self.preview_chunk(source, chunk, today, &mut st).await?
-            } else {
-                let mut tx = self.store.begin_write().await?;
-                let lines = self
-                    .apply_chunk(&mut tx, &actor, source, chunk, today, &mut st)
-                    .await?;
-                tx.commit().await?;
-                lines
-            };
-            for line in lines {
-                let s = &mut *st.summary;
-                s.records += 1;
-                match line.class {
-                    "exact" => s.exact += 1,
-                    "probable" => s.probable += 1,
-                    "possible" => s.possible += 1,
-                    "unmatched" => s.unmatched += 1,
-                    "rejected" => s.rejected += 1,
-                    "duplicate" => s.duplicates_ignored += 1,
-                    _ => {}
-                }
-                report(line);
+            if dry_run {
+                let lines = self.preview_chunk(chunk, &mut st).await?;
+                tally(st.summary, &mut report, lines);
+                continue;
             }
+            let mut tx = match open.take() {
+                Some(tx) => tx,
+                None => self.store.begin_write().await?,
+            };
+            held.extend(
+                self.apply_chunk(&mut tx, &actor, source, chunk, &mut st)
+                    .await?,
+            );
+            if held.len() < RECORDS_PER_COMMIT {
+                open = Some(tx);
+                continue;
+            }
+            tx.commit().await?;
+            tally(st.summary, &mut report, std::mem::take(&mut held));
+        }
+        if let Some(tx) = open {
+            tx.commit().await?;
+            tally(st.summary, &mut report, held);
         }
         for stage in [reading, preparing] {
             stage
                 .await
                 .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
         }
-        let matched = st.matched.len() as u64;
+        let matched = st.matched.len();
         tracing::info!(
             records = summary.records,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -883,10 +1008,11 @@ impl App {
         &self,
         tx: Option<&mut WriteTx>,
         table_used: bool,
-        p: &Prepared,
+        id_key: Option<[u8; 16]>,
+        exact: Option<i64>,
     ) -> Result<Option<i64>> {
-        let Some(key) = p.id_key.filter(|_| !table_used) else {
-            return Ok(p.exact);
+        let Some(key) = id_key.filter(|_| !table_used) else {
+            return Ok(exact);
         };
         let row = match tx {
             Some(tx) => tx.recipient_by_bidx(&key).await?,
@@ -895,17 +1021,93 @@ impl App {
         Ok(row.map(|r| r.id))
     }
 
+    /// `--dry-run` without a report: counts the classes. Records to be matched by name are
+    /// collected and matched at the end, against a matcher built while the rest of the
+    /// feed is read.
+    async fn count_feed(
+        &self,
+        chunks: &mut tokio::sync::mpsc::Receiver<Vec<Prepared>>,
+        st: &mut IngestState<'_>,
+    ) -> Result<()> {
+        let (tx_sample, rx_sample) = tokio::sync::oneshot::channel::<Vec<_>>();
+        let build = async {
+            match rx_sample.await {
+                Ok(sample) => self.build_matcher(&sample).await.map(Some),
+                Err(_) => Ok(None),
+            }
+        };
+        let count = async {
+            let mut tx_sample = Some(tx_sample);
+            while let Some(chunk) = chunks.recv().await {
+                for p in chunk {
+                    let Prepared {
+                        checked,
+                        id_key,
+                        exact,
+                    } = p;
+                    st.summary.records += 1;
+                    let rec = match checked {
+                        Checked::Rejected(_) => {
+                            st.summary.rejected += 1;
+                            continue;
+                        }
+                        // A correction is classed with its original, as a report shows it.
+                        Checked::Void(..) => {
+                            st.summary.exact += 1;
+                            continue;
+                        }
+                        Checked::Ok(_, rec, _) => rec,
+                    };
+                    match self.exact_id(None, st.id_table, id_key, exact).await? {
+                        Some(id) => {
+                            st.summary.exact += 1;
+                            st.matched.insert(id);
+                        }
+                        None if wants_name_match(id_key, &rec) => st.prob_records(&rec),
+                        None => st.summary.unmatched += 1,
+                    }
+                }
+                if !st.prob.is_empty() {
+                    if let Some(tx) = tx_sample.take() {
+                        let _ = tx.send(st.prob.clone());
+                    }
+                }
+            }
+            Ok::<_, AppError>(())
+        };
+        let (matcher, counted) = tokio::join!(build, count);
+        counted?;
+        let Some(matcher) = matcher? else {
+            return Ok(());
+        };
+        let people = std::mem::take(&mut st.prob);
+        let results = tokio::task::spawn_blocking(move || matcher.classify_all(&people))
+            .await
+            .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
+        for m in results {
+            match m.class {
+                lifecert_matching::Class::Probable => st.summary.probable += 1,
+                lifecert_matching::Class::Possible => st.summary.possible += 1,
+                lifecert_matching::Class::Unmatched => st.summary.unmatched += 1,
+            }
+        }
+        Ok(())
+    }
+
     async fn preview_chunk(
         &self,
-        source: &Source,
         chunk: Vec<Prepared>,
-        today: NaiveDate,
         st: &mut IngestState<'_>,
     ) -> Result<Vec<ReportLine>> {
         let mut lines = Vec::with_capacity(chunk.len());
         let mut pending_prob = Vec::new();
-        for mut p in chunk {
-            let (record_id, rec) = match p.checked(today) {
+        for p in chunk {
+            let Prepared {
+                checked,
+                id_key,
+                exact,
+            } = p;
+            let (record_id, rec) = match checked {
                 Checked::Rejected(line) => {
                     lines.push(line);
                     continue;
@@ -921,10 +1123,9 @@ impl App {
                 }
                 Checked::Ok(record_id, rec, _) => (record_id, rec),
             };
-            match self.exact_id(None, st.id_table, &p).await? {
+            match self.exact_id(None, st.id_table, id_key, exact).await? {
                 Some(id) => {
-                    let e = st.matched.entry(id).or_insert(0);
-                    *e += source.weight_milli.max(1);
+                    st.matched.insert(id);
                     lines.push(report_line(
                         record_id,
                         "exact",
@@ -932,7 +1133,7 @@ impl App {
                         "matched by ID number",
                     ));
                 }
-                None if wants_name_match(&p, &rec) => {
+                None if wants_name_match(id_key, &rec) => {
                     pending_prob.push(lines.len());
                     lines.push(report_line(record_id, "unmatched", None, ""));
                     st.prob_records(&rec);
@@ -987,15 +1188,19 @@ impl App {
         actor: &Actor,
         source: &Source,
         chunk: Vec<Prepared>,
-        today: NaiveDate,
         st: &mut IngestState<'_>,
     ) -> Result<Vec<ReportLine>> {
         let mut lines: Vec<ReportLine> = Vec::with_capacity(chunk.len());
         // Records are stored in runs; a correction (void_of) ends a run, so that it sees
         // every record before it.
         let mut run: Vec<Planned> = Vec::new();
-        for mut p in chunk {
-            match p.checked(today) {
+        for p in chunk {
+            let Prepared {
+                checked,
+                id_key,
+                exact,
+            } = p;
+            match checked {
                 Checked::Rejected(line) => lines.push(line),
                 Checked::Void(record_id, rec) => {
                     self.store_run(tx, actor, source, std::mem::take(&mut run), &mut lines, st)
@@ -1006,8 +1211,8 @@ impl App {
                     lines.push(line);
                 }
                 Checked::Ok(record_id, rec, event) => {
-                    let recipient = self.exact_id(Some(tx), st.id_table, &p).await?;
-                    let by_name = recipient.is_none() && wants_name_match(&p, &rec);
+                    let recipient = self.exact_id(Some(tx), st.id_table, id_key, exact).await?;
+                    let by_name = recipient.is_none() && wants_name_match(id_key, &rec);
                     if by_name {
                         st.prob_records(&rec);
                     }

@@ -1344,8 +1344,23 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
              x1,,陳秀英,F,1945-12-03,2026-11-01,440305\n\
              x2,,陈秀英,F,1955-12-03,2026-11-01,440305\n",
         );
+        // A dry run, with and without a report, classes them as the ingest will.
+        let source = app.source("police_deregistration").unwrap();
+        let mut classes = Vec::new();
+        let format = lifecert_app::feeds::FeedFormat::Csv;
+        let previewed = app
+            .preview_feed(&source, &feed, format, Some(&mut |l| classes.push(l.class)))
+            .await
+            .unwrap();
+        let counted = app
+            .preview_feed(&source, &feed, format, None)
+            .await
+            .unwrap();
+        assert_eq!(previewed, counted, "{}", b.name);
+        assert_eq!((counted.records, counted.probable), (2, 1));
         let (s, lines) = ingest(&app, "police_deregistration", &feed).await;
         assert_eq!(lines[0].class, "probable", "{}: {lines:?}", b.name);
+        assert_eq!(classes, lines.iter().map(|l| l.class).collect::<Vec<_>>());
         let v = app.recipient_view(&nid(&p)).await.unwrap();
         assert_eq!(lines[0].recipient_id, Some(v.recipient_id));
         assert_ne!(lines[1].class, "probable", "{lines:?}");
@@ -2031,11 +2046,23 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
                 &app.source("card_use").unwrap(),
                 &path,
                 lifecert_app::feeds::FeedFormat::Csv,
-                &mut |l| preview.push(l.class),
+                Some(&mut |l| preview.push(l.class)),
             )
             .await
             .unwrap();
         assert_eq!((s.exact, s.recipients_matched), (12_001, Some(40)));
+        assert_eq!(preview.len() as u64, s.records);
+        // Without a report only the counts are kept: the same counts.
+        let counted = app
+            .preview_feed(
+                &app.source("card_use").unwrap(),
+                &path,
+                lifecert_app::feeds::FeedFormat::Csv,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(counted, s);
         assert_eq!(
             app.store().count_rows(Table::AuditLog).await.unwrap(),
             audit

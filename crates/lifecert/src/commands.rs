@@ -404,8 +404,11 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 }
             };
             let summary = if dry_run {
-                app.preview_feed(&source, &file, format, &mut write_line)
-                    .await
+                let lines: Option<&mut (dyn FnMut(_) + Send)> = match report {
+                    Some(_) => Some(&mut write_line),
+                    None => None,
+                };
+                app.preview_feed(&source, &file, format, lines).await
             } else {
                 app.ingest_feed(&source, &file, format, &mut write_line)
                     .await

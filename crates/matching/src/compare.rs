@@ -172,8 +172,12 @@ fn name_level(a: &Features, b: &Features) -> Option<usize> {
     if homophone {
         return Some(NAME_HOMOPHONE);
     }
-    if jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
+    // One letter in one syllable means the whole strings are within one edit: that test
+    // is cheap and rules out nearly every pair, before the syllables are split and the
+    // Jaro–Winkler similarity (the costliest part of a comparison) computed.
+    if within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
         && one_syllable_slip(&a.pinyin, &b.pinyin)
+        && jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
     {
         return Some(NAME_SIMILAR);
     }

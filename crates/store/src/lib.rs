@@ -158,13 +158,10 @@ impl Store {
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 30000",
-                            // 64 MiB of page cache (default 2 MiB): imports touch index
-                            // pages all over the random-keyed blind index.
-                            "PRAGMA cache_size = -65536",
-                            // Reads through a memory map instead of a read() per page
-                            // missing from the cache: large feeds and imports walk indexes
-                            // far bigger than the cache.
-                            "PRAGMA mmap_size = 4294967296",
+                            // 256 MiB of page cache at most (default 2 MiB): imports
+                            // and feeds touch index pages all over the random-keyed blind
+                            // index and the pensioner index of feed records.
+                            "PRAGMA cache_size = -262144",
                             // Statement journals of multi-row inserts stay in memory
                             // instead of a temporary file written and read back per statement.
                             "PRAGMA temp_store = MEMORY",
