@@ -1829,23 +1829,48 @@ impl App {
     /// records) is what EM estimates the weights on when the settings ask for it.
     async fn build_matcher(&self, sample: &[lifecert_matching::Person]) -> Result<Matcher> {
         let started = std::time::Instant::now();
-        let mut candidates = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.match_candidates_page(after, 20_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            // Names are decrypted on every core, off the async threads.
-            let keys = self.keys.clone();
-            let decrypted = tokio::task::spawn_blocking(move || decrypt_candidates(&keys, page))
+        // The next page is read from the database while the last one's names are
+        // decrypted (on every core, off the async threads).
+        let (tx_pages, mut pages) = tokio::sync::mpsc::channel(2);
+        let read = async move {
+            let mut after = 0;
+            loop {
+                let page = self.store.match_candidates_page(after, 20_000).await?;
+                let Some(last) = page.last() else {
+                    return Ok::<_, AppError>(());
+                };
+                after = last.id;
+                if tx_pages.send(page).await.is_err() {
+                    return Ok(());
+                }
+            }
+        };
+        let decrypt = async {
+            let mut prepared = Vec::new();
+            while let Some(page) = pages.recv().await {
+                let keys = self.keys.clone();
+                let page = tokio::task::spawn_blocking(move || {
+                    decrypt_candidates(&keys, page)
+                        .map(|c| lifecert_matching::CandidatePage::new(&c))
+                })
                 .await
                 .map_err(|e| AppError::Io(format!("matching stopped: {e}")))??;
-            candidates.extend(decrypted);
-        }
-        let index =
-            tokio::task::spawn_blocking(move || lifecert_matching::Index::build(candidates))
-                .await
-                .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
+                prepared.push(page);
+            }
+            Ok::<_, AppError>(prepared)
+        };
+        let (read, pages) = tokio::join!(read, decrypt);
+        read?;
+        let pages = pages?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pensioners read and prepared for matching"
+        );
+        let index = tokio::task::spawn_blocking(move || {
+            lifecert_matching::Index::from_pages(pages, lifecert_matching::DEFAULT_BLOCK_CAP)
+        })
+        .await
+        .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
         tracing::info!(
             pensioners = index.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

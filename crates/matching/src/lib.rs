@@ -87,8 +87,56 @@ fn pinyin_key(pinyin: &str) -> u64 {
 pub struct Index {
     ids: Vec<i64>,
     features: Vec<Features>,
-    blocks: HashMap<BlockKey, Vec<u32>>,
+    blocks: HashMap<BlockKey, Vec<u32>, std::hash::BuildHasherDefault<KeyHasher>>,
     cap: usize,
+}
+
+/// A multiply-and-rotate hash for block keys: built and looked up millions of times, and
+/// not exposed to input chosen to collide (a collision only makes a block slower).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_i32(&mut self, v: i32) {
+        self.write_u64(u64::from(v as u32));
+    }
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// Pensioners with their comparison features computed, a page at a time (so that this
+/// work overlaps reading the next page); [`Index::from_pages`] joins them.
+pub struct CandidatePage {
+    ids: Vec<i64>,
+    features: Vec<Features>,
+}
+
+impl CandidatePage {
+    /// Features on every core: pinyin and readings are the costly part.
+    pub fn new(candidates: &[Candidate]) -> CandidatePage {
+        CandidatePage {
+            ids: candidates.iter().map(|c| c.id).collect(),
+            features: par_map(candidates, |c| Features::of(&c.person)),
+        }
+    }
 }
 
 impl Index {
@@ -98,11 +146,17 @@ impl Index {
     }
 
     pub fn with_block_cap(candidates: Vec<Candidate>, cap: usize) -> Index {
-        let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
-        // Features on every core: pinyin and readings are the costly part.
-        let features: Vec<Features> = par_map(&candidates, |c| Features::of(&c.person));
-        drop(candidates);
-        let mut blocks: HashMap<BlockKey, Vec<u32>> = HashMap::new();
+        Index::from_pages(vec![CandidatePage::new(&candidates)], cap)
+    }
+
+    pub fn from_pages(pages: Vec<CandidatePage>, cap: usize) -> Index {
+        let mut ids = Vec::with_capacity(pages.iter().map(|p| p.ids.len()).sum());
+        let mut features = Vec::with_capacity(ids.capacity());
+        for page in pages {
+            ids.extend(page.ids);
+            features.extend(page.features);
+        }
+        let mut blocks: HashMap<BlockKey, Vec<u32>, _> = HashMap::default();
         for (i, f) in features.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             let pinyin = (!f.pinyin.is_empty()).then(|| pinyin_key(&f.pinyin));

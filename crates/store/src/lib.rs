@@ -158,10 +158,9 @@ impl Store {
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 30000",
-                            // 256 MiB of page cache at most (default 2 MiB): imports
-                            // and feeds touch index pages all over the random-keyed blind
-                            // index and the pensioner index of feed records.
-                            "PRAGMA cache_size = -262144",
+                            // 64 MiB of page cache (default 2 MiB): imports touch index
+                            // pages all over the random-keyed blind index.
+                            "PRAGMA cache_size = -65536",
                             // Statement journals of multi-row inserts stay in memory
                             // instead of a temporary file written and read back per statement.
                             "PRAGMA temp_store = MEMORY",
