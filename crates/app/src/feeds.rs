@@ -554,14 +554,18 @@ fn report_line(
 
 fn unmatched_line(scheme: IdScheme, record_id: &str, rec: &FeedRecord) -> ReportLine {
     let valid = || scheme.normalise(&rec.id_number).is_some();
-    let reason = if rec.id_number.trim().is_empty() {
-        "no ID number"
+    let invalid = match scheme {
+        IdScheme::CnResident => "the ID number is not valid (length, date or check character)",
+        IdScheme::Generic => "the ID number is not valid (4 to 32 letters and digits)",
+    };
+    let reason: Cow<'static, str> = if rec.id_number.trim().is_empty() {
+        "no ID number".into()
     } else if !valid() && rec.name.trim().is_empty() {
-        "the ID number is not valid (length, date or check character) and there is no name"
+        format!("{invalid} and there is no name").into()
     } else if !valid() {
-        "the ID number is not valid (length, date or check character) and nobody matches by name"
+        format!("{invalid} and nobody matches by name").into()
     } else {
-        "no pensioner with this ID number"
+        "no pensioner with this ID number".into()
     };
     report_line(record_id, "unmatched", None, reason)
 }

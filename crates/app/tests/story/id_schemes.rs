@@ -346,7 +346,8 @@ async fn feeds_match_generic_identifiers_exactly() {
             "small.csv",
             "record_id,id_number,name,event_date\n\
              s1,p-1234 567,Anna Schmidt,2026-11-02\n\
-             s2,11010519491231002X,John Smith,2026-11-02\n",
+             s2,11010519491231002X,John Smith,2026-11-02\n\
+             s3,P1,,2026-11-02\n",
         );
         let (s, report) = ingest(&app, "hospital_visit", &small).await;
         assert_eq!(
@@ -356,7 +357,16 @@ async fn feeds_match_generic_identifiers_exactly() {
             b.name
         );
         assert_eq!(report[0].class, "exact");
-        assert_ne!(report[1].class, "exact", "{report:?}");
+        // A GB 11643 number is just another identifier here, and not on this roll.
+        assert_eq!(
+            (report[1].class, report[1].reason.as_ref()),
+            ("unmatched", "no pensioner with this ID number")
+        );
+        assert_eq!(report[2].class, "unmatched");
+        assert!(
+            report[2].reason.contains("4 to 32 letters and digits"),
+            "{report:?}"
+        );
 
         // Over the size at which the whole roll's tokens are loaded into memory.
         let mut large = String::from("record_id,id_number,event_date\n");
