@@ -81,6 +81,22 @@ pub struct FeedSummary {
     pub recipients_matched: Option<u64>,
 }
 
+impl FeedSummary {
+    /// One more record of this class (a report line's `class`).
+    fn count(&mut self, class: &str) {
+        self.records += 1;
+        match class {
+            "exact" => self.exact += 1,
+            "probable" => self.probable += 1,
+            "possible" => self.possible += 1,
+            "unmatched" => self.unmatched += 1,
+            "rejected" => self.rejected += 1,
+            "duplicate" => self.duplicates_ignored += 1,
+            _ => {}
+        }
+    }
+}
+
 /// One line of `--report`: what became of each input record.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReportLine {
@@ -450,16 +466,7 @@ fn tally(
     lines: Vec<ReportLine>,
 ) {
     for line in lines {
-        s.records += 1;
-        match line.class {
-            "exact" => s.exact += 1,
-            "probable" => s.probable += 1,
-            "possible" => s.possible += 1,
-            "unmatched" => s.unmatched += 1,
-            "rejected" => s.rejected += 1,
-            "duplicate" => s.duplicates_ignored += 1,
-            _ => {}
-        }
+        s.count(line.class);
         if let Some(report) = report.as_mut() {
             report(line);
         }
@@ -1049,26 +1056,25 @@ impl App {
                         id_key,
                         exact,
                     } = p;
-                    st.summary.records += 1;
                     let rec = match checked {
                         Checked::Rejected(_) => {
-                            st.summary.rejected += 1;
+                            st.summary.count("rejected");
                             continue;
                         }
-                        // A correction is classed with its original, as a report shows it.
+                        // A correction is classed as a report shows it.
                         Checked::Void(..) => {
-                            st.summary.exact += 1;
+                            st.summary.count("exact");
                             continue;
                         }
                         Checked::Ok(_, rec, _) => rec,
                     };
                     match self.exact_id(None, st.id_table, id_key, exact).await? {
                         Some(id) => {
-                            st.summary.exact += 1;
+                            st.summary.count("exact");
                             st.matched.insert(id);
                         }
                         None if wants_name_match(id_key, &rec) => st.prob_records(&rec),
-                        None => st.summary.unmatched += 1,
+                        None => st.summary.count("unmatched"),
                     }
                 }
                 if !st.prob.is_empty() {
@@ -1081,19 +1087,9 @@ impl App {
         };
         let (matcher, counted) = tokio::join!(build, count);
         counted?;
-        let Some(matcher) = matcher? else {
-            return Ok(());
-        };
-        let people = std::mem::take(&mut st.prob);
-        let results = tokio::task::spawn_blocking(move || matcher.classify_all(&people))
-            .await
-            .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
-        for m in results {
-            match m.class {
-                lifecert_matching::Class::Probable => st.summary.probable += 1,
-                lifecert_matching::Class::Possible => st.summary.possible += 1,
-                lifecert_matching::Class::Unmatched => st.summary.unmatched += 1,
-            }
+        st.matcher = matcher?.map(std::sync::Arc::new);
+        for m in self.match_probabilistic(st).await? {
+            st.summary.count(class_name(m.class));
         }
         Ok(())
     }
