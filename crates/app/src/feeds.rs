@@ -252,17 +252,18 @@ impl MatchingSettings {
 
 /// Records read and matched at a time.
 const CHUNK: usize = 10_000;
-/// Records stored per write transaction (a few chunks): a longer transaction keeps
-/// other writers waiting longer, a shorter one writes the same index pages again and
-/// again.
-const RECORDS_PER_COMMIT: usize = 100_000;
+/// Records stored per write transaction: a longer transaction keeps other writers
+/// waiting longer, a shorter one writes the same pages of the signs-of-life table again
+/// and again (a feed's signs land all over it, and each commit writes every page it
+/// changed).
+const RECORDS_PER_COMMIT: usize = 500_000;
 /// A feed file of this size or more is matched against an in-memory table of every
 /// pensioner's ID token (loaded once) instead of one look-up per record.
 const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
 /// Rows the reading thread hands over at a time.
 const RAW_BATCH: usize = 4_096;
 /// Pensioners whose signs of life are added up per transaction.
-const LIFE_BATCH: i64 = 10_000;
+const LIFE_BATCH: i64 = 50_000;
 /// EM rounds when the weights are estimated on the feed.
 const EM_ITERATIONS: usize = 10;
 /// Fewer ID-less records than this and the weights are not estimated.
@@ -536,11 +537,26 @@ struct IngestState<'a> {
     matched: IdSet,
     /// ID-less records waiting for probabilistic matching, in order.
     prob: Vec<lifecert_matching::Person>,
+    /// Signs of life of the open transaction, stored in pensioner order before it commits.
+    signs: Vec<lifecert_store::LifeSign>,
+    /// Pensioners with new signs of life in the open transaction.
+    pending: Vec<i64>,
 }
 
 impl IngestState<'_> {
     fn prob_records(&mut self, rec: &FeedRecord) {
         self.prob.push(person_of(rec));
+    }
+
+    /// Stores the open transaction's signs of life and lists their pensioners.
+    async fn store_signs(&mut self, tx: &mut WriteTx) -> Result<()> {
+        tx.insert_life_signs(&mut self.signs).await?;
+        self.signs.clear();
+        self.pending.sort_unstable();
+        self.pending.dedup();
+        tx.add_pending_life(&self.pending).await?;
+        self.pending.clear();
+        Ok(())
     }
 }
 
@@ -809,17 +825,11 @@ impl App {
         source: &Source,
         path: &Path,
         format: FeedFormat,
-        report: &mut (dyn FnMut(ReportLine) + Send),
+        report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
     ) -> Result<FeedSummary> {
         let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= ID_TABLE_FROM_BYTES);
-        self.ingest_with(
-            source,
-            Reader::open(path, format)?,
-            Some(report),
-            false,
-            large,
-        )
-        .await
+        self.ingest_with(source, Reader::open(path, format)?, report, false, large)
+            .await
     }
 
     /// Ingests a feed held in memory (an upload queued as a job).
@@ -938,15 +948,18 @@ impl App {
             id_table: id_table.is_some(),
             matched: IdSet::default(),
             prob: Vec::new(),
+            signs: Vec::new(),
+            pending: Vec::new(),
         };
         if counting {
             self.count_feed(&mut chunks, &mut st).await?;
         }
-        // Chunks are stored a few to a transaction: every commit writes each page it
-        // changed, and a feed's records land all over the pensioner index, so fewer,
+        // Chunks are stored many to a transaction: every commit writes each page it
+        // changed, and a feed's signs of life land all over the table of them, so fewer,
         // larger commits write far less. Report lines wait for their commit.
         let mut open: Option<WriteTx> = None;
         let mut held: Vec<ReportLine> = Vec::new();
+        let mut in_tx = 0;
         while let Some(chunk) = chunks.recv().await {
             if dry_run {
                 let lines = self.preview_chunk(chunk, &mut st).await?;
@@ -957,18 +970,27 @@ impl App {
                 Some(tx) => tx,
                 None => self.store.begin_write().await?,
             };
-            held.extend(
-                self.apply_chunk(&mut tx, &actor, source, chunk, &mut st)
-                    .await?,
-            );
-            if held.len() < RECORDS_PER_COMMIT {
+            in_tx += chunk.len();
+            let lines = self
+                .apply_chunk(&mut tx, &actor, source, chunk, &mut st)
+                .await?;
+            // Without a report only the counts are kept (they are shown only if the whole
+            // feed goes in).
+            match report {
+                Some(_) => held.extend(lines),
+                None => tally(st.summary, &mut report, lines),
+            }
+            if in_tx < RECORDS_PER_COMMIT {
                 open = Some(tx);
                 continue;
             }
+            in_tx = 0;
+            st.store_signs(&mut tx).await?;
             tx.commit().await?;
             tally(st.summary, &mut report, std::mem::take(&mut held));
         }
-        if let Some(tx) = open {
+        if let Some(mut tx) = open {
+            st.store_signs(&mut tx).await?;
             tx.commit().await?;
             tally(st.summary, &mut report, held);
         }
@@ -1205,6 +1227,8 @@ impl App {
                 Checked::Void(record_id, rec) => {
                     self.store_run(tx, actor, source, std::mem::take(&mut run), &mut lines, st)
                         .await?;
+                    // The record it voids may be one of this transaction's signs.
+                    st.store_signs(tx).await?;
                     let line = self
                         .apply_void(tx, actor, source, &rec, &record_id, st.summary)
                         .await?;
@@ -1329,11 +1353,11 @@ impl App {
         // Pensioners whose row this run changed (re-read before use), and those with new
         // signs of life to add up.
         let mut changed = std::collections::HashSet::new();
-        let mut pending = Vec::new();
-        for ((p, class), m) in run.iter().zip(classes).zip(matches) {
+        for (((p, class), m), event_date) in run.iter().zip(classes).zip(matches).zip(event_strings)
+        {
             let Some(class) = class else { continue };
             let line = &mut lines[p.line];
-            if !inserted.contains(&p.record_id) {
+            let Some(&feed_record_id) = inserted.get(&p.record_id) else {
                 *line = report_line(
                     &p.record_id,
                     "duplicate",
@@ -1341,7 +1365,7 @@ impl App {
                     "this record id was received before",
                 );
                 continue;
-            }
+            };
             line.class = class;
             line.recipient_id = p.recipient;
             if let Some(id) = p.recipient {
@@ -1359,16 +1383,19 @@ impl App {
                                 }
                             }
                         };
-                        self.record_life_sign(
-                            tx,
-                            actor,
-                            &r,
-                            p.event,
-                            &p.record_id,
-                            st.summary,
-                            &mut pending,
-                        )
-                        .await?
+                        let (reason, living) = self
+                            .record_life_sign(tx, actor, &r, p.event, &p.record_id, st.summary)
+                            .await?;
+                        if living {
+                            st.signs.push(lifecert_store::LifeSign {
+                                recipient_id: id,
+                                event_date,
+                                feed_record_id,
+                                weight_milli: source.weight_milli,
+                            });
+                            st.pending.push(id);
+                        }
+                        reason
                     }
                     SourceKind::Death => {
                         changed.insert(id);
@@ -1410,15 +1437,11 @@ impl App {
                     .push_str(": review opened, payment unchanged");
             }
         }
-        pending.sort_unstable();
-        pending.dedup();
-        tx.add_pending_life(&pending).await?;
         Ok(())
     }
 
-    /// A new sign of life: doubtful if dated after a reported death, otherwise listed to be
-    /// added up when the feed is in.
-    #[allow(clippy::too_many_arguments)]
+    /// A new sign of life: doubtful if dated after a reported death, otherwise one to add
+    /// up when the feed is in (then `true`). Returns the report's reason.
     async fn record_life_sign(
         &self,
         tx: &mut WriteTx,
@@ -1427,10 +1450,9 @@ impl App {
         event: NaiveDate,
         record_id: &str,
         summary: &mut FeedSummary,
-        pending: &mut Vec<i64>,
-    ) -> Result<Cow<'static, str>> {
+    ) -> Result<(Cow<'static, str>, bool)> {
         if r.status == "terminated" {
-            return Ok("payment is terminated".into());
+            return Ok(("payment is terminated".into(), false));
         }
         if let Some(death) = r.death_date.as_deref().map(parse_stored_date).transpose()? {
             if event > death {
@@ -1444,13 +1466,16 @@ impl App {
                 )
                 .await?;
                 summary.reviews_opened += 1;
-                return Ok(
+                return Ok((
                     "sign of life after the reported death date: doubtful, review opened".into(),
-                );
+                    false,
+                ));
             }
         }
-        pending.push(r.id);
-        Ok("sign of life recorded; signs are added up per pensioner when the feed is in".into())
+        Ok((
+            "sign of life recorded; signs are added up per pensioner when the feed is in".into(),
+            true,
+        ))
     }
 
     async fn current_row(&self, tx: &mut WriteTx, id: i64) -> Result<RecipientRow> {
@@ -1469,40 +1494,43 @@ impl App {
     ) -> Result<()> {
         loop {
             let mut tx = self.store.begin_write().await?;
-            let ids = tx.pending_life_recipients(LIFE_BATCH).await?;
-            if ids.is_empty() {
+            let pending = tx.pending_life(LIFE_BATCH).await?;
+            if pending.is_empty() {
                 tx.commit().await?;
                 return Ok(());
             }
-            let mut rows = tx.recipients_by_ids(&ids).await?;
-            rows.sort_by_key(|r| r.id);
+            let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
             // Only a sign newer than the last certification can certify; its window
             // reaches 90 days back.
             let mut from = self.today();
-            for r in &rows {
-                from = from.min(crate::recipients::effective_certified_on(r)?);
+            for (_, facts) in &pending {
+                if let Some(f) = facts {
+                    from = from.min(certified_on(f)?);
+                }
             }
             let from = from - Duration::days(LIFE_WINDOW_DAYS - 1);
-            let mut signs: HashMap<i64, Vec<(NaiveDate, i64)>> = HashMap::new();
-            for s in tx.life_signs_of(&ids, &date_str(from)).await? {
-                signs
-                    .entry(s.recipient_id)
-                    .or_default()
-                    .push((parse_stored_date(&s.event_date)?, s.weight_milli));
-            }
+            let mut signs: HashMap<i64, String> = tx
+                .life_signs_of(&ids, &date_str(from))
+                .await?
+                .into_iter()
+                .map(|s| (s.recipient_id, s.signs))
+                .collect();
             let mut plain = Vec::new();
-            for r in rows {
-                let mine = signs.remove(&r.id).unwrap_or_default();
-                let Some((date, weight)) = life_decision(&r, mine)? else {
+            for (id, facts) in pending {
+                let (Some(f), Some(joined)) = (facts, signs.remove(&id)) else {
+                    continue;
+                };
+                let Some((date, weight)) = life_decision(&f, parse_signs(&joined)?)? else {
                     continue;
                 };
                 summary.lives_certified += 1;
-                if r.status == "active" {
+                if f.status == "active" {
                     // Nothing to lift: stored in bulk below.
-                    plain.push((r, date, weight));
+                    plain.push((id, f, date, weight));
                     continue;
                 }
-                self.certify_recipient(&mut tx, actor, &passive_pass(r.id, date, weight), r)
+                let r = self.current_row(&mut tx, id).await?;
+                self.certify_recipient(&mut tx, actor, &passive_pass(id, date, weight), r)
                     .await?;
             }
             self.certify_active_in_bulk(&mut tx, actor, plain).await?;
@@ -1560,7 +1588,7 @@ impl App {
         &self,
         tx: &mut WriteTx,
         actor: &Actor,
-        plain: Vec<(RecipientRow, NaiveDate, i64)>,
+        plain: Vec<(i64, lifecert_store::LifeFacts, NaiveDate, i64)>,
     ) -> Result<()> {
         if plain.is_empty() {
             return Ok(());
@@ -1568,10 +1596,10 @@ impl App {
         let now = self.now_string();
         let mut rows = Vec::with_capacity(plain.len());
         let mut due = Vec::with_capacity(plain.len());
-        for (r, date, weight) in &plain {
-            let req = passive_pass(r.id, *date, *weight);
+        for (id, r, date, weight) in &plain {
+            let req = passive_pass(*id, *date, *weight);
             rows.push(lifecert_store::CertificationRow {
-                recipient_id: r.id,
+                recipient_id: *id,
                 channel: req.channel.as_str().to_string(),
                 certified_on: date_str(*date),
                 recorded_at: now.clone(),
@@ -1583,7 +1611,7 @@ impl App {
             });
             let birth = parse_stored_date(&r.birth_date)?;
             due.push((
-                r.id,
+                *id,
                 date_str(*date),
                 date_str(self.policy().next_due_on(*date, birth)),
             ));
@@ -1690,7 +1718,7 @@ impl App {
                 "already voided".into(),
             ));
         }
-        tx.void_feed_record(original.id).await?;
+        tx.void_feed_record(&original).await?;
         summary.voids_applied += 1;
         let Some(rid) = original.recipient_id else {
             return Ok(line(
@@ -1735,7 +1763,7 @@ fn feed_gender(s: &str) -> Option<lifecert_domain::Gender> {
 /// The latest sign of life (not after a reported death) whose 90-day window adds up to
 /// 1.0 certifies, if it is newer than the last certification: `(date, window weight)`.
 fn life_decision(
-    r: &RecipientRow,
+    r: &lifecert_store::LifeFacts,
     mut signs: Vec<(NaiveDate, i64)>,
 ) -> Result<Option<(NaiveDate, i64)>> {
     if r.status == "terminated" {
@@ -1760,9 +1788,28 @@ fn life_decision(
             best = Some((d, sum));
         }
     }
-    Ok(best.filter(|(date, _)| {
-        crate::recipients::effective_certified_on(r).is_ok_and(|last| *date > last)
-    }))
+    Ok(best.filter(|(date, _)| certified_on(r).is_ok_and(|last| *date > last)))
+}
+
+/// The date a pensioner counts as last certified on (see
+/// [`crate::recipients::effective_certified_on`]).
+fn certified_on(f: &lifecert_store::LifeFacts) -> Result<NaiveDate> {
+    crate::recipients::certified_on(f.last_certified_on.as_deref(), &f.benefit_start)
+}
+
+/// Reads the `date:weight,…` list [`WriteTx::life_signs_of`] returns.
+fn parse_signs(joined: &str) -> Result<Vec<(NaiveDate, i64)>> {
+    joined
+        .split(',')
+        .map(|sign| {
+            let corrupt = || AppError::Corrupt(format!("a stored sign of life reads {sign:?}"));
+            let (date, weight) = sign.split_once(':').ok_or_else(corrupt)?;
+            Ok((
+                parse_stored_date(date)?,
+                weight.parse().map_err(|_| corrupt())?,
+            ))
+        })
+        .collect()
 }
 
 fn passive_pass(recipient_id: i64, date: NaiveDate, weight: i64) -> CertifyRequest {

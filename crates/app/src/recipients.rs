@@ -60,9 +60,17 @@ pub(crate) fn not_registered(id: &NationalId) -> AppError {
 }
 
 pub(crate) fn effective_certified_on(r: &RecipientRow) -> Result<NaiveDate> {
-    match &r.last_certified_on {
+    certified_on(r.last_certified_on.as_deref(), &r.benefit_start)
+}
+
+/// The last certification, or for a pensioner never certified the start of the benefit.
+pub(crate) fn certified_on(
+    last_certified_on: Option<&str>,
+    benefit_start: &str,
+) -> Result<NaiveDate> {
+    match last_certified_on {
         Some(d) => parse_stored_date(d),
-        None => Ok(crate::parse_stored_month(&r.benefit_start)?.first_day()),
+        None => Ok(crate::parse_stored_month(benefit_start)?.first_day()),
     }
 }
 

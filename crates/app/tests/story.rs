@@ -1130,10 +1130,53 @@ async fn ingest(
     let mut lines = Vec::new();
     let format = lifecert_app::feeds::FeedFormat::guess(path);
     let summary = app
-        .ingest_feed(&source, path, format, &mut |l| lines.push(l))
+        .ingest_feed(&source, path, format, Some(&mut |l| lines.push(l)))
         .await
         .unwrap();
     (summary, lines)
+}
+
+/// A voided sign of life no longer counts, whether the correction comes in the same feed
+/// (the same transaction) or in a later one.
+#[tokio::test]
+async fn voided_signs_of_life_no_longer_count() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let p = id("110105", "19450101", 21);
+        import(
+            &app,
+            &b.file(
+                "r.csv",
+                &format!("{HEADER}\n{}\n", row(&p, "某", "2026-01-10", "2026-10")),
+            ),
+        )
+        .await;
+        let head = "record_id,id_number,event_date,void_of\n";
+        let feeds = [
+            // A half-weight sign and its correction in the same feed: nothing is left.
+            (format!("m1,{p},2026-11-01,\nv1,,,m1\n"), 1, 0),
+            // Another half: with m1 voided, half in all.
+            (format!("m2,{p},2026-11-02,\n"), 0, 0),
+            // m2 voided by a later feed, then another half: still half in all.
+            ("v2,,,m2\n".to_string(), 1, 0),
+            (format!("m3,{p},2026-11-03,\n"), 0, 0),
+            // A second half: one whole, so a passive certification.
+            (format!("m4,{p},2026-11-04,\n"), 0, 1),
+        ];
+        for (i, (rows, voids, certified)) in feeds.into_iter().enumerate() {
+            let path = b.file(&format!("m{i}.csv"), &format!("{head}{rows}"));
+            let (s, lines) = ingest(&app, "medical_settlement", &path).await;
+            assert_eq!(
+                (s.voids_applied, s.lives_certified),
+                (voids, certified),
+                "feed {i} on {}: {lines:?}",
+                b.name
+            );
+        }
+        let v = app.recipient_view(&nid(&p)).await.unwrap();
+        assert_eq!(v.last_certified_on, "2026-11-04", "{}", b.name);
+        b.drop_pg(app).await;
+    }
 }
 
 #[tokio::test]
@@ -1307,7 +1350,7 @@ async fn feeds_apply_each_effect_once() {
                 &app.source("prison").unwrap(),
                 &b.file("bad.csv", "id,event_date\n1,2026-01-01\n"),
                 lifecert_app::feeds::FeedFormat::Csv,
-                &mut |_| {},
+                None,
             )
             .await
             .unwrap_err();
@@ -2087,9 +2130,20 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
                     void_of: None,
                 })
                 .collect();
-            tx.insert_feed_records(&recs, "2026-11-30T00:00:00Z")
+            let stored = tx
+                .insert_feed_records(&recs, "2026-11-30T00:00:00Z")
                 .await
                 .unwrap();
+            let mut signs: Vec<lifecert_store::LifeSign> = stored
+                .values()
+                .map(|&feed_record_id| lifecert_store::LifeSign {
+                    recipient_id: rid,
+                    event_date: "2026-11-25".into(),
+                    feed_record_id,
+                    weight_milli: 1000,
+                })
+                .collect();
+            tx.insert_life_signs(&mut signs).await.unwrap();
             tx.add_pending_life(&[rid]).await.unwrap();
             tx.commit().await.unwrap();
         }

@@ -403,15 +403,14 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     }
                 }
             };
+            let lines: Option<&mut (dyn FnMut(_) + Send)> = match report {
+                Some(_) => Some(&mut write_line),
+                None => None,
+            };
             let summary = if dry_run {
-                let lines: Option<&mut (dyn FnMut(_) + Send)> = match report {
-                    Some(_) => Some(&mut write_line),
-                    None => None,
-                };
                 app.preview_feed(&source, &file, format, lines).await
             } else {
-                app.ingest_feed(&source, &file, format, &mut write_line)
-                    .await
+                app.ingest_feed(&source, &file, format, lines).await
             }
             .with_context(|| format!("feed {} stopped", file.display()))?;
             if let Some(mut w) = writer {

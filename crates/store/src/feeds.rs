@@ -77,9 +77,47 @@ impl WriteTx {
         .transpose()
     }
 
-    pub async fn void_feed_record(&mut self, id: i64) -> Result<()> {
+    /// Marks a record voided and takes back its sign of life, if it was one.
+    pub async fn void_feed_record(&mut self, record: &FeedRecordRow) -> Result<()> {
         let sql = self.sql("UPDATE feed_records SET voided = 1 WHERE id = ?");
-        sqlx::query(&sql).bind(id).execute(self.conn()).await?;
+        sqlx::query(&sql)
+            .bind(record.id)
+            .execute(self.conn())
+            .await?;
+        if let (Some(recipient_id), Some(event_date)) = (record.recipient_id, &record.event_date) {
+            let sql = self.sql(
+                "DELETE FROM life_signs WHERE recipient_id = ? AND event_date = ? AND feed_record_id = ?",
+            );
+            sqlx::query(&sql)
+                .bind(recipient_id)
+                .bind(event_date)
+                .bind(record.id)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores signs of life, sorted first so that each page of the table is written once
+    /// however the feed was ordered. A sign stored before is left as it was.
+    pub async fn insert_life_signs(&mut self, signs: &mut [LifeSign]) -> Result<()> {
+        signs.sort_unstable();
+        for chunk in signs.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "INSERT INTO life_signs (recipient_id, event_date, feed_record_id, weight_milli) VALUES {} \
+                 ON CONFLICT (recipient_id, event_date, feed_record_id) DO NOTHING",
+                value_groups(chunk.len(), 4)
+            ));
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.recipient_id)
+                    .bind(s.event_date.as_str())
+                    .bind(s.feed_record_id)
+                    .bind(s.weight_milli);
+            }
+            q.execute(self.conn()).await?;
+        }
         Ok(())
     }
 
@@ -92,8 +130,8 @@ impl WriteTx {
         to: &str,
     ) -> Result<(i64, Option<String>)> {
         let sql = self.sql(
-            "SELECT CAST(COALESCE(SUM(weight_milli), 0) AS BIGINT), MAX(event_date) FROM feed_records \
-             WHERE recipient_id = ? AND kind = 'life' AND voided = 0 AND event_date >= ? AND event_date <= ?",
+            "SELECT CAST(COALESCE(SUM(weight_milli), 0) AS BIGINT), MAX(event_date) FROM life_signs \
+             WHERE recipient_id = ? AND event_date >= ? AND event_date <= ?",
         );
         let row = sqlx::query(&sql)
             .bind(recipient_id)
@@ -144,12 +182,33 @@ impl crate::Store {
     }
 }
 
-/// A sign of life as the pending-application pass reads it.
+/// A sign of life to store: ordered by pensioner, then date, as the table is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LifeSign {
+    pub recipient_id: i64,
+    /// `YYYY-MM-DD`.
+    pub event_date: String,
+    pub feed_record_id: i64,
+    pub weight_milli: i64,
+}
+
+/// A pensioner's signs of life as the pending-application pass reads them.
 #[derive(Debug, Clone)]
 pub struct LifeSignRow {
     pub recipient_id: i64,
-    pub event_date: String,
-    pub weight_milli: i64,
+    /// `YYYY-MM-DD:weight` (thousandths), joined by commas.
+    pub signs: String,
+}
+
+/// What deciding on a pensioner's signs of life needs of them.
+#[derive(Debug, Clone)]
+pub struct LifeFacts {
+    pub status: String,
+    pub death_date: Option<String>,
+    pub last_certified_on: Option<String>,
+    pub benefit_start: String,
+    pub birth_date: String,
+    pub region_code: String,
 }
 
 /// Rows per multi-row insert: well under SQLite's 32,766 bound variables.
@@ -172,7 +231,8 @@ impl crate::Store {
 }
 
 impl WriteTx {
-    /// Stores many records at once; returns the record ids that were new. A record id
+    /// Stores many records at once; returns the record ids that were new, with their row
+    /// ids. A record id
     /// this source sent before is left as it was: the unique index decides, in the same
     /// statement (asking first with `record_id IN (…)` let PostgreSQL, without statistics
     /// on a young table, scan the whole table for every 2,000 records).
@@ -180,12 +240,12 @@ impl WriteTx {
         &mut self,
         records: &[NewFeedRecord<'_>],
         now: &str,
-    ) -> Result<std::collections::HashSet<String>> {
-        let mut inserted = std::collections::HashSet::with_capacity(records.len());
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let mut inserted = std::collections::HashMap::with_capacity(records.len());
         for chunk in records.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
-                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id",
+                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id, id",
                 value_groups(chunk.len(), 10)
             ));
             let mut q = sqlx::query(&sql);
@@ -203,7 +263,7 @@ impl WriteTx {
                     .bind(now);
             }
             for row in q.fetch_all(self.conn()).await? {
-                inserted.insert(row.try_get::<String, _>(0)?);
+                inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
             }
         }
         Ok(inserted)
@@ -225,12 +285,35 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Pensioners (up to `limit`) with signs of life still to add up.
-    pub async fn pending_life_recipients(&mut self, limit: i64) -> Result<Vec<i64>> {
-        let sql =
-            self.sql("SELECT recipient_id FROM feed_pending_life ORDER BY recipient_id LIMIT ?");
+    /// Pensioners (up to `limit`) with signs of life still to add up, in id order, with
+    /// what deciding on them needs (`None` for an id that names no pensioner). Only these
+    /// few columns: the pass reads a row for every pensioner a feed names.
+    pub async fn pending_life(&mut self, limit: i64) -> Result<Vec<(i64, Option<LifeFacts>)>> {
+        let sql = self.sql(
+            "SELECT p.recipient_id, r.status, r.death_date, r.last_certified_on, r.benefit_start, r.birth_date, r.region_code \
+             FROM feed_pending_life p LEFT JOIN recipients r ON r.id = p.recipient_id \
+             ORDER BY p.recipient_id LIMIT ?",
+        );
         let rows = sqlx::query(&sql).bind(limit).fetch_all(self.conn()).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter()
+            .map(|r| {
+                let id = r.try_get(0)?;
+                let Some(status) = r.try_get::<Option<String>, _>(1)? else {
+                    return Ok((id, None));
+                };
+                Ok((
+                    id,
+                    Some(LifeFacts {
+                        status,
+                        death_date: r.try_get(2)?,
+                        last_certified_on: r.try_get(3)?,
+                        benefit_start: r.try_get(4)?,
+                        birth_date: r.try_get(5)?,
+                        region_code: r.try_get(6)?,
+                    }),
+                ))
+            })
+            .collect()
     }
 
     /// Takes these pensioners off the pending list.
@@ -249,13 +332,19 @@ impl WriteTx {
         Ok(())
     }
 
-    /// The signs of life (not voided) of these pensioners dated on or after `from`.
+    /// The signs of life (not voided) of these pensioners dated on or after `from`: one
+    /// row per pensioner, its signs as `date:weight` joined by commas (rows, not values,
+    /// are what reading costs).
     pub async fn life_signs_of(&mut self, ids: &[i64], from: &str) -> Result<Vec<LifeSignRow>> {
+        let joined = match self.dialect {
+            crate::Dialect::Sqlite => "group_concat(event_date || ':' || weight_milli, ',')",
+            crate::Dialect::Postgres => "string_agg(event_date || ':' || weight_milli, ',')",
+        };
         let mut out = Vec::new();
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "SELECT recipient_id, event_date, weight_milli FROM feed_records \
-                 WHERE recipient_id IN ({}) AND kind = 'life' AND voided = 0 AND event_date >= ?",
+                "SELECT recipient_id, {joined} FROM life_signs \
+                 WHERE recipient_id IN ({}) AND event_date >= ? GROUP BY recipient_id",
                 in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
@@ -265,29 +354,8 @@ impl WriteTx {
             for r in q.bind(from).fetch_all(self.conn()).await? {
                 out.push(LifeSignRow {
                     recipient_id: r.try_get(0)?,
-                    event_date: r.try_get(1)?,
-                    weight_milli: r.try_get(2)?,
+                    signs: r.try_get(1)?,
                 });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Pensioners by id (those that exist), in no particular order.
-    pub async fn recipients_by_ids(&mut self, ids: &[i64]) -> Result<Vec<crate::RecipientRow>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(FEED_INSERT_ROWS) {
-            let sql = self.sql(&format!(
-                "SELECT {} FROM recipients WHERE id IN ({})",
-                crate::records::RECIPIENT_COLUMNS,
-                in_list(chunk.len())
-            ));
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(self.conn()).await? {
-                out.push(crate::records::recipient_from_row(&r)?);
             }
         }
         Ok(out)

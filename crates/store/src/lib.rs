@@ -16,7 +16,8 @@ mod workflows;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck, GENESIS_HASH};
 pub use feeds::{
-    FeedRecordRow, LifeSignRow, MatchCandidateRow, NewFeedRecord, RecipientFacts, FEED_INSERT_ROWS,
+    FeedRecordRow, LifeFacts, LifeSign, LifeSignRow, MatchCandidateRow, NewFeedRecord,
+    RecipientFacts, FEED_INSERT_ROWS,
 };
 pub use inbound::{InboundClaim, InboundKey, InboundRow};
 pub use jobs::{JobFilter, JobRow, NewJob};

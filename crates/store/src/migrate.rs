@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_notifications.sql"),
         postgres: include_str!("../migrations/postgres/0008_notifications.sql"),
     },
+    Migration {
+        version: 9,
+        name: "life_signs",
+        sqlite: include_str!("../migrations/sqlite/0009_life_signs.sql"),
+        postgres: include_str!("../migrations/postgres/0009_life_signs.sql"),
+    },
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
