@@ -262,6 +262,9 @@ const RECORDS_PER_COMMIT: usize = 500_000;
 const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
 /// Rows the reading thread hands over at a time.
 const RAW_BATCH: usize = 4_096;
+/// After a feed of this many records the database's statistics are refreshed before its
+/// signs of life are added up.
+const ANALYZE_FROM_RECORDS: u64 = 10_000;
 /// Pensioners whose signs of life are added up per transaction.
 const LIFE_BATCH: i64 = 50_000;
 /// EM rounds when the weights are estimated on the feed.
@@ -1008,6 +1011,9 @@ impl App {
         if dry_run {
             summary.recipients_matched = Some(matched);
         } else {
+            if summary.records >= ANALYZE_FROM_RECORDS {
+                self.store.refresh_feed_statistics().await?;
+            }
             self.apply_pending_life_signs(&actor, &mut summary).await?;
             tracing::info!(
                 certified = summary.lives_certified,

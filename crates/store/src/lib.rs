@@ -195,6 +195,18 @@ impl Store {
         &self.pool
     }
 
+    /// Has PostgreSQL sample the feed tables afresh after a large feed: without statistics
+    /// on millions of new rows it may plan the next look-ups as whole-table scans (SQLite
+    /// plans by its indexes and needs nothing).
+    pub async fn refresh_feed_statistics(&self) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("ANALYZE feed_records, life_signs, feed_pending_life")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn sql(&self, sql: &str) -> String {
         self.dialect.sql(sql)
     }

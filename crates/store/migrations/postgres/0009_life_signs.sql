@@ -15,6 +15,4 @@ INSERT INTO life_signs (recipient_id, event_date, feed_record_id, weight_milli)
     SELECT recipient_id, event_date, id, weight_milli FROM feed_records
     WHERE kind = 'life' AND voided = 0 AND recipient_id IS NOT NULL AND event_date IS NOT NULL;
 ALTER TABLE feed_pending_life DROP CONSTRAINT IF EXISTS feed_pending_life_recipient_id_fkey
-;
--- What a feed checks of each pensioner it names (an index-only scan).
-CREATE INDEX recipients_facts ON recipients (id, birth_date, status, death_date)
+
