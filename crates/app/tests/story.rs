@@ -2061,6 +2061,34 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
             ));
         }
         feed.push_str(&format!("c0,{},2026-11-20\n", people[0]));
+        // The roll is read page by page (one string per page): pages of 7 give every
+        // pensioner once, in id order.
+        let (mut tokens, mut candidates, mut after) = (Vec::new(), Vec::new(), 0);
+        loop {
+            let page = app.store().id_index_page(after, 7).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            tokens.extend(page);
+        }
+        after = 0;
+        loop {
+            let page = app.store().match_candidates_page(after, 7).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            candidates.extend(page);
+        }
+        let ids: Vec<i64> = tokens.iter().map(|t| t.0).collect();
+        assert_eq!(ids, (1..=40).collect::<Vec<i64>>(), "{}", b.name);
+        assert!(tokens.iter().all(|t| t.1.len() == 16), "{}", b.name);
+        assert_eq!(
+            candidates.iter().map(|c| c.id).collect::<Vec<_>>(),
+            ids,
+            "{}",
+            b.name
+        );
+        assert!(candidates.iter().all(|c| c.birth_date == "1948-03-02"
+            && ["male", "female"].contains(&c.gender.as_str())
+            && !c.name_enc.is_empty()));
         let path = b.file("cards.csv", &feed);
         let (s, lines) = ingest(&app, "card_use", &path).await;
         assert_eq!(
