@@ -229,20 +229,14 @@ impl crate::Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<String>> {
-        let agg = match self.dialect {
-            crate::Dialect::Sqlite => format!("group_concat({fields}, ';')"),
-            crate::Dialect::Postgres => format!("string_agg({fields}, ';')"),
-        };
-        let sql = self.sql(&format!("SELECT {agg} FROM ({page}) AS page"));
-        let joined: Option<String> = sqlx::query(&sql)
+        let sql = self.sql(&joined_sql(self.dialect, fields, page));
+        let joined = sqlx::query(&sql)
             .bind(after_id)
             .bind(limit)
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        Ok(joined
-            .map(|j| j.split(';').map(str::to_string).collect())
-            .unwrap_or_default())
+        Ok(joined_rows(joined))
     }
 }
 
@@ -256,9 +250,31 @@ impl crate::Store {
     }
 }
 
+/// A query that reads the rows of `inner` as one string: `fields` (an expression over its
+/// columns, with no `;` and no NULL) joined by `;`. The rows' order is not kept.
+fn joined_sql(dialect: crate::Dialect, fields: &str, inner: &str) -> String {
+    let agg = match dialect {
+        crate::Dialect::Sqlite => format!("group_concat({fields}, ';')"),
+        crate::Dialect::Postgres => format!("string_agg({fields}, ';')"),
+    };
+    format!("SELECT {agg} FROM ({inner}) AS page")
+}
+
+/// The rows of a [`joined_sql`] string (none when it is NULL: no rows).
+fn joined_rows(joined: Option<String>) -> Vec<String> {
+    joined
+        .map(|j| j.split(';').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// An empty field of a joined row is a NULL.
+fn optional(field: &str) -> Option<String> {
+    (!field.is_empty()).then(|| field.to_string())
+}
+
 fn corrupt_row(row: &str) -> crate::StoreError {
     crate::StoreError::Corrupt(format!(
-        "a pensioner row read for matching does not parse ({} characters)",
+        "a pensioner row read for a feed does not parse ({} characters)",
         row.len()
     ))
 }
@@ -373,31 +389,46 @@ impl WriteTx {
     /// what deciding on them needs (`None` for an id that names no pensioner). Only these
     /// few columns: the pass reads a row for every pensioner a feed names.
     pub async fn pending_life(&mut self, limit: i64) -> Result<Vec<(i64, Option<LifeFacts>)>> {
-        let sql = self.sql(
-            "SELECT p.recipient_id, r.status, r.death_date, r.last_certified_on, r.benefit_start, r.birth_date, r.region_code \
+        let sql = self.sql(&joined_sql(
+            self.dialect,
+            "id || ',' || status || ',' || death_date || ',' || last_certified_on || ',' || benefit_start || ',' || birth_date || ',' || region_code",
+            "SELECT p.recipient_id AS id, COALESCE(r.status, '') AS status, COALESCE(r.death_date, '') AS death_date, \
+             COALESCE(r.last_certified_on, '') AS last_certified_on, COALESCE(r.benefit_start, '') AS benefit_start, \
+             COALESCE(r.birth_date, '') AS birth_date, COALESCE(r.region_code, '') AS region_code \
              FROM feed_pending_life p LEFT JOIN recipients r ON r.id = p.recipient_id \
              ORDER BY p.recipient_id LIMIT ?",
-        );
-        let rows = sqlx::query(&sql).bind(limit).fetch_all(self.conn()).await?;
-        rows.iter()
-            .map(|r| {
-                let id = r.try_get(0)?;
-                let Some(status) = r.try_get::<Option<String>, _>(1)? else {
-                    return Ok((id, None));
+        ));
+        let joined = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_one(self.conn())
+            .await?
+            .try_get(0)?;
+        let mut out = joined_rows(joined)
+            .iter()
+            .map(|row| {
+                let f: Vec<&str> = row.split(',').collect();
+                let [id, status, death, last, start, birth, region] = f[..] else {
+                    return Err(corrupt_row(row));
                 };
+                let id = id.parse().map_err(|_| corrupt_row(row))?;
+                if status.is_empty() {
+                    return Ok((id, None));
+                }
                 Ok((
                     id,
                     Some(LifeFacts {
-                        status,
-                        death_date: r.try_get(2)?,
-                        last_certified_on: r.try_get(3)?,
-                        benefit_start: r.try_get(4)?,
-                        birth_date: r.try_get(5)?,
-                        region_code: r.try_get(6)?,
+                        status: status.to_string(),
+                        death_date: optional(death),
+                        last_certified_on: optional(last),
+                        benefit_start: start.to_string(),
+                        birth_date: birth.to_string(),
+                        region_code: region.to_string(),
                     }),
                 ))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_unstable_by_key(|(id, _)| *id);
+        Ok(out)
     }
 
     /// Takes these pensioners off the pending list.
@@ -527,20 +558,29 @@ impl WriteTx {
             crate::Dialect::Postgres => "",
         };
         for chunk in unique.chunks(FEED_INSERT_ROWS) {
-            let sql = self.sql(&format!(
-                "SELECT id, birth_date, status, death_date FROM recipients {facts} WHERE id IN ({})",
-                in_list(chunk.len())
+            let sql = self.sql(&joined_sql(
+                self.dialect,
+                "id || ',' || birth_date || ',' || status || ',' || COALESCE(death_date, '')",
+                &format!(
+                    "SELECT id, birth_date, status, death_date FROM recipients {facts} WHERE id IN ({})",
+                    in_list(chunk.len())
+                ),
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(self.conn()).await? {
+            let joined = q.fetch_one(self.conn()).await?.try_get(0)?;
+            for row in joined_rows(joined) {
+                let f: Vec<&str> = row.split(',').collect();
+                let [id, birth_date, status, death_date] = f[..] else {
+                    return Err(corrupt_row(&row));
+                };
                 out.push(RecipientFacts {
-                    id: r.try_get(0)?,
-                    birth_date: r.try_get(1)?,
-                    status: r.try_get(2)?,
-                    death_date: r.try_get(3)?,
+                    id: id.parse().map_err(|_| corrupt_row(&row))?,
+                    birth_date: birth_date.to_string(),
+                    status: status.to_string(),
+                    death_date: optional(death_date),
                 });
             }
         }
