@@ -1155,8 +1155,8 @@ async fn voided_signs_of_life_no_longer_count() {
         let feeds = [
             // A half-weight sign and its correction in the same feed: nothing is left.
             (format!("m1,{p},2026-11-01,\nv1,,,m1\n"), 1, 0),
-            // Another half: with m1 voided, half in all.
-            (format!("m2,{p},2026-11-02,\n"), 0, 0),
+            // m1 again (ignored) and another half: with m1 voided, half in all.
+            (format!("m1,{p},2026-11-01,\nm2,{p},2026-11-02,\n"), 0, 0),
             // m2 voided by a later feed, then another half: still half in all.
             ("v2,,,m2\n".to_string(), 1, 0),
             (format!("m3,{p},2026-11-03,\n"), 0, 0),

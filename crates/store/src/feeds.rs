@@ -342,11 +342,13 @@ impl WriteTx {
         now: &str,
     ) -> Result<std::collections::HashMap<String, i64>> {
         let mut inserted = std::collections::HashMap::with_capacity(records.len());
+        let consecutive = self.ids_are_consecutive();
         for chunk in records.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
-                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING RETURNING record_id, id",
-                value_groups(chunk.len(), 10)
+                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING{}",
+                value_groups(chunk.len(), 10),
+                if consecutive { "" } else { " RETURNING record_id, id" }
             ));
             let mut q = sqlx::query(&sql);
             for r in chunk {
@@ -362,11 +364,46 @@ impl WriteTx {
                     .bind(0_i64)
                     .bind(now);
             }
-            for row in q.fetch_all(self.conn()).await? {
-                inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+            if !consecutive {
+                for row in q.fetch_all(self.conn()).await? {
+                    inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+                }
+                continue;
+            }
+            let before = self.last_id("feed_records").await?;
+            let stored = q.execute(self.conn()).await?.rows_affected() as usize;
+            if stored == chunk.len() {
+                for (r, id) in chunk.iter().zip(before + 1..) {
+                    inserted.insert(r.record_id.to_string(), id);
+                }
+            } else if stored > 0 {
+                // Some were sent before: which rows are new is asked.
+                let sql = self.sql("SELECT record_id, id FROM feed_records WHERE id > ?");
+                for row in sqlx::query(&sql)
+                    .bind(before)
+                    .fetch_all(self.conn())
+                    .await?
+                {
+                    inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+                }
             }
         }
         Ok(inserted)
+    }
+
+    /// Whether the rows of one multi-row INSERT get consecutive ids after the largest
+    /// before it, in the order of their VALUES: on SQLite, whose writer holds the whole
+    /// database and gives a new row the largest id plus one. There the ids are worked out
+    /// instead of read back (RETURNING costs its driver a hand-over between threads per
+    /// row). PostgreSQL's sequences promise no such thing under concurrent writers.
+    fn ids_are_consecutive(&self) -> bool {
+        self.dialect == crate::Dialect::Sqlite
+    }
+
+    /// The largest id in `table` (0 when empty).
+    async fn last_id(&mut self, table: &str) -> Result<i64> {
+        let sql = format!("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM {table}");
+        Ok(sqlx::query(&sql).fetch_one(self.conn()).await?.try_get(0)?)
     }
 
     /// Lists pensioners whose new signs of life are still to be added up.
@@ -484,11 +521,13 @@ impl WriteTx {
         rows: &[crate::CertificationRow],
     ) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::with_capacity(rows.len());
+        let consecutive = self.ids_are_consecutive();
         for chunk in rows.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO certifications (recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence) \
-                 VALUES {} RETURNING id, recipient_id",
-                value_groups(chunk.len(), 9)
+                 VALUES {}{}",
+                value_groups(chunk.len(), 9),
+                if consecutive { "" } else { " RETURNING id, recipient_id" }
             ));
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -503,9 +542,21 @@ impl WriteTx {
                     .bind(&c.reason)
                     .bind(&c.evidence);
             }
-            for r in q.fetch_all(self.conn()).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
+            if !consecutive {
+                for r in q.fetch_all(self.conn()).await? {
+                    out.push((r.try_get(0)?, r.try_get(1)?));
+                }
+                continue;
             }
+            let before = self.last_id("certifications").await?;
+            let stored = q.execute(self.conn()).await?.rows_affected() as usize;
+            if stored != chunk.len() {
+                return Err(crate::StoreError::Corrupt(format!(
+                    "{stored} of {} certifications were stored",
+                    chunk.len()
+                )));
+            }
+            out.extend((before + 1..).zip(chunk.iter().map(|c| c.recipient_id)));
         }
         Ok(out)
     }
