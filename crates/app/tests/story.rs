@@ -1136,6 +1136,76 @@ async fn ingest(
     (summary, lines)
 }
 
+/// Signs of life stored by a lifecert before schema 9 (in `feed_records`, with an index by
+/// pensioner) are carried into `life_signs` by the migration: a pensioner left pending is
+/// still certified from them; a voided record is no sign.
+#[tokio::test]
+async fn signs_stored_before_schema_9_are_carried_over() {
+    for b in backends().await {
+        let p = id("110105", "19450101", 31);
+        let q = id("110105", "19450101", 33);
+        {
+            let store = Store::open_at_schema(&b.url, 8).await.unwrap();
+            let app = App::new(
+                store,
+                key_ring(Cipher::Aes256Gcm),
+                Policy::default(),
+                clock(),
+            )
+            .await
+            .unwrap();
+            let roll = [&p, &q].map(|i| row(i, "某", "2026-01-10", "2026-10"));
+            import(
+                &app,
+                &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+            )
+            .await;
+            let rp = app.recipient_view(&nid(&p)).await.unwrap().recipient_id;
+            let rq = app.recipient_view(&nid(&q)).await.unwrap().recipient_id;
+            let dialect = app.store().dialect();
+            let insert = dialect.sql(
+                "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
+                 VALUES ('card_use', ?, 'life', ?, 'exact', ?, 500, NULL, ?, '2026-11-29T00:00:00Z')",
+            );
+            for (record, rid, date, voided) in [
+                ("a", rp, "2026-11-20", 0_i64),
+                ("b", rp, "2026-11-22", 0),
+                ("c", rq, "2026-11-20", 0),
+                ("d", rq, "2026-11-22", 1),
+            ] {
+                sqlx::query(&insert)
+                    .bind(record)
+                    .bind(rid)
+                    .bind(date)
+                    .bind(voided)
+                    .execute(app.store().pool())
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(
+                &dialect.sql("INSERT INTO feed_pending_life (recipient_id) VALUES (?), (?)"),
+            )
+            .bind(rp)
+            .bind(rq)
+            .execute(app.store().pool())
+            .await
+            .unwrap();
+            app.store().clone().close().await;
+        }
+        let app = b.app(clock()).await;
+        let mut s = lifecert_app::feeds::FeedSummary::default();
+        app.apply_pending_life_signs(&Actor::System, &mut s)
+            .await
+            .unwrap();
+        assert_eq!(s.lives_certified, 1, "{}", b.name);
+        let v = app.recipient_view(&nid(&p)).await.unwrap();
+        assert_eq!(v.last_certified_on, "2026-11-22", "{}", b.name);
+        let v = app.recipient_view(&nid(&q)).await.unwrap();
+        assert_eq!(v.last_certified_on, "2026-01-10", "{}", b.name);
+        b.drop_pg(app).await;
+    }
+}
+
 /// A voided sign of life no longer counts, whether the correction comes in the same feed
 /// (the same transaction) or in a later one.
 #[tokio::test]

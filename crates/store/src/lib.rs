@@ -117,6 +117,17 @@ impl Store {
     /// Connects and brings the schema up to date. A SQLite file (and its folder) is
     /// created if missing.
     pub async fn open(url: &str) -> Result<Store> {
+        Store::open_up_to(url, i64::MAX).await
+    }
+
+    /// Opens a database migrated only up to schema `version`: for testing migrations on
+    /// data written by an older lifecert.
+    #[doc(hidden)]
+    pub async fn open_at_schema(url: &str, version: i64) -> Result<Store> {
+        Store::open_up_to(url, version).await
+    }
+
+    async fn open_up_to(url: &str, version: i64) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if url.starts_with("sqlite:") {
             if let Some(path) = sqlite_path(url) {
@@ -183,7 +194,7 @@ impl Store {
             sqlite_writer: (dialect == Dialect::Sqlite)
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
         };
-        migrate::run(&store).await?;
+        migrate::run(&store, version).await?;
         Ok(store)
     }
 

@@ -67,7 +67,8 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-pub(crate) async fn run(store: &Store) -> Result<()> {
+/// Applies the migrations not yet applied, up to schema `up_to`.
+pub(crate) async fn run(store: &Store, up_to: i64) -> Result<()> {
     let mut tx = store.pool.begin().await?;
     if store.dialect == Dialect::Postgres {
         // Several nodes may start at once; one migrates, the others wait here.
@@ -89,7 +90,10 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
             "the database has schema version {newer}, newer than this lifecert knows ({known}): upgrade lifecert"
         )));
     }
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.version) && m.version <= up_to)
+    {
         let script = match store.dialect {
             Dialect::Sqlite => m.sqlite,
             Dialect::Postgres => m.postgres,
