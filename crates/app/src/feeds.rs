@@ -1359,6 +1359,7 @@ impl App {
         // Pensioners whose row this run changed (re-read before use), and those with new
         // signs of life to add up.
         let mut changed = std::collections::HashSet::new();
+        let mut reviews = Vec::new();
         for (((p, class), m), event_date) in run.iter().zip(classes).zip(matches).zip(event_strings)
         {
             let Some(class) = class else { continue };
@@ -1428,20 +1429,27 @@ impl App {
             line.recipient_id = m.candidate_id;
             line.reason = format!("{class} match by name, birth date, gender and region").into();
             if let (lifecert_matching::Class::Probable, Some(c)) = (m.class, m.candidate_id) {
-                self.open_review_case(
-                    tx,
-                    actor,
-                    c,
-                    "probable_match",
-                    None,
-                    serde_json::json!({"source": source.name, "record_id": p.record_id, "kind": source.kind.as_str(), "event_date": date_str(p.event), "score": m.score}),
-                )
-                .await?;
-                st.summary.reviews_opened += 1;
+                let details = serde_json::json!({"source": source.name, "record_id": p.record_id, "kind": source.kind.as_str(), "event_date": date_str(p.event), "score": m.score});
+                reviews.push((c, details.to_string()));
                 line.reason
                     .to_mut()
                     .push_str(": review opened, payment unchanged");
             }
+        }
+        // The review cases of probable matches, opened together.
+        let kind = "probable_match";
+        let opened = tx
+            .open_review_cases(kind, &reviews, &actor.label(), &now)
+            .await?;
+        st.summary.reviews_opened += opened.len() as u64;
+        for (case, recipient_id) in opened {
+            self.audit(
+                tx,
+                actor,
+                "review_case.opened",
+                Some(recipient_id),
+                serde_json::json!({"case_id": case, "kind": kind}),
+            );
         }
         Ok(())
     }

@@ -1485,6 +1485,29 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
             v.status, "active",
             "a probable match never changes a payment by itself"
         );
+        // The case names the record, and its audit entry names the case.
+        use sqlx::Row;
+        let case = sqlx::query("SELECT id, recipient_id, kind, status, details FROM review_cases")
+            .fetch_one(app.store().pool())
+            .await
+            .unwrap();
+        let case_id: i64 = case.get(0);
+        assert_eq!(case.get::<i64, _>(1), v.recipient_id);
+        assert_eq!(case.get::<String, _>(2), "probable_match");
+        assert_eq!(case.get::<String, _>(3), "open");
+        assert!(
+            case.get::<String, _>(4).contains("\"record_id\":\"x1\""),
+            "{}",
+            b.name
+        );
+        let audit: String = sqlx::query(
+            "SELECT details FROM audit_log WHERE action = 'review_case.opened' ORDER BY seq DESC",
+        )
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap()
+        .get(0);
+        assert!(audit.contains(&format!("\"case_id\":{case_id}")), "{audit}");
 
         // Asked to estimate weights by EM, a feed too small for it keeps the shipped ones.
         let estimating = app

@@ -272,6 +272,16 @@ fn optional(field: &str) -> Option<String> {
     (!field.is_empty()).then(|| field.to_string())
 }
 
+/// Every row of a multi-row INSERT without ON CONFLICT is stored, or the statement fails.
+fn expect_all(stored: u64, sent: usize, what: &str) -> Result<()> {
+    match stored as usize == sent {
+        true => Ok(()),
+        false => Err(crate::StoreError::Corrupt(format!(
+            "{stored} of {sent} {what} were stored"
+        ))),
+    }
+}
+
 fn corrupt_row(row: &str) -> crate::StoreError {
     crate::StoreError::Corrupt(format!(
         "a pensioner row read for a feed does not parse ({} characters)",
@@ -389,6 +399,52 @@ impl WriteTx {
             }
         }
         Ok(inserted)
+    }
+
+    /// Opens many review cases of one kind at once, `(pensioner, details)` each; returns
+    /// `(case id, pensioner)` for each.
+    pub async fn open_review_cases(
+        &mut self,
+        kind: &str,
+        cases: &[(i64, String)],
+        opened_by: &str,
+        opened_at: &str,
+    ) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(cases.len());
+        let consecutive = self.ids_are_consecutive();
+        for chunk in cases.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&format!(
+                "INSERT INTO review_cases (recipient_id, kind, status, certification_id, opened_by, opened_at, details) VALUES {}{}",
+                (0..chunk.len())
+                    .map(|_| "(?, ?, 'open', NULL, ?, ?, ?)")
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if consecutive { "" } else { " RETURNING id, recipient_id" }
+            ));
+            let mut q = sqlx::query(&sql);
+            for (recipient_id, details) in chunk {
+                q = q
+                    .bind(*recipient_id)
+                    .bind(kind)
+                    .bind(opened_by)
+                    .bind(opened_at)
+                    .bind(details.as_str());
+            }
+            if !consecutive {
+                for r in q.fetch_all(self.conn()).await? {
+                    out.push((r.try_get(0)?, r.try_get(1)?));
+                }
+                continue;
+            }
+            let before = self.last_id("review_cases").await?;
+            expect_all(
+                q.execute(self.conn()).await?.rows_affected(),
+                chunk.len(),
+                "review cases",
+            )?;
+            out.extend((before + 1..).zip(chunk.iter().map(|c| c.0)));
+        }
+        Ok(out)
     }
 
     /// Whether the rows of one multi-row INSERT get consecutive ids after the largest
@@ -549,13 +605,8 @@ impl WriteTx {
                 continue;
             }
             let before = self.last_id("certifications").await?;
-            let stored = q.execute(self.conn()).await?.rows_affected() as usize;
-            if stored != chunk.len() {
-                return Err(crate::StoreError::Corrupt(format!(
-                    "{stored} of {} certifications were stored",
-                    chunk.len()
-                )));
-            }
+            let stored = q.execute(self.conn()).await?.rows_affected();
+            expect_all(stored, chunk.len(), "certifications")?;
             out.extend((before + 1..).zip(chunk.iter().map(|c| c.recipient_id)));
         }
         Ok(out)
