@@ -23,7 +23,17 @@ pub(crate) struct Features {
     pub date: Option<DateKey>,
     pub gender: Option<Gender>,
     /// Region digits with trailing `00` pairs removed: "330100" → "3301".
-    pub region: Option<Box<str>>,
+    pub region: Option<Region>,
+    /// What a comparison can rule out without following the pointers above (nearly every
+    /// pair of a block differs at once, and those reads were most of a comparison's time):
+    /// hashes of the name and the pinyin,
+    name_hash: u64,
+    pinyin_hash: u64,
+    /// a bit per byte value of the pinyin (strings within one edit differ in at most two),
+    letters: u32,
+    /// and the first character with a bit per reading of it.
+    first: char,
+    first_readings: u64,
 }
 
 /// A birth date as day number, YYYYMMDD digits and its day/month swap.
@@ -49,6 +59,13 @@ impl DateKey {
             swapped_day: swapped(d).map(|s| s.num_days_from_ce()),
         }
     }
+}
+
+/// FNV-1a, 64 bits.
+fn fnv64(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A syllable as a number (FNV-1a): comparing readings needs equality only.
@@ -79,7 +96,15 @@ impl Features {
             }
             ends.push(u8::try_from(readings_flat.len()).unwrap_or(u8::MAX));
         }
+        let first_readings = readings_flat[..ends.first().map_or(0, |&e| usize::from(e))]
+            .iter()
+            .fold(0_u64, |m, h| m | 1 << (h % 64));
         Features {
+            name_hash: fnv64(name.iter().flat_map(|c| u32::from(*c).to_le_bytes())),
+            pinyin_hash: fnv64(pinyin.bytes()),
+            letters: pinyin.bytes().fold(0, |m, b| m | 1 << (b % 32)),
+            first: name.first().copied().unwrap_or('\0'),
+            first_readings,
             name: name.into_boxed_slice(),
             pinyin: pinyin.into_boxed_str(),
             readings: readings_flat.into_boxed_slice(),
@@ -87,11 +112,14 @@ impl Features {
             birth_date: p.birth_date,
             date: p.birth_date.map(DateKey::of),
             gender: p.gender,
-            region: p
-                .region
-                .as_deref()
-                .and_then(region_prefix)
-                .map(String::into_boxed_str),
+            region: p.region.as_deref().and_then(region_prefix).map(|d| {
+                let mut digits = [0; 6];
+                digits[..d.len()].copy_from_slice(d.as_bytes());
+                Region {
+                    digits,
+                    len: d.len() as u8,
+                }
+            }),
         }
     }
 
@@ -102,6 +130,19 @@ impl Features {
         };
         let end = usize::from(self.reading_ends[i]);
         self.readings.get(start..end).unwrap_or(&[])
+    }
+}
+
+/// Region digits held in place (a comparison reads them for every pair).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region {
+    digits: [u8; 6],
+    len: u8,
+}
+
+impl Region {
+    fn digits(&self) -> &[u8] {
+        &self.digits[..usize::from(self.len)]
     }
 }
 
@@ -136,7 +177,7 @@ impl Gamma {
                 _ => None,
             },
             region: match (&a.region, &b.region) {
-                (Some(x), Some(y)) => Some(region_level(x, y)),
+                (Some(x), Some(y)) => Some(region_level(x.digits(), y.digits())),
                 _ => None,
             },
         }
@@ -152,13 +193,14 @@ fn name_level(a: &Features, b: &Features) -> Option<usize> {
     if a.name.is_empty() || b.name.is_empty() {
         return None;
     }
-    if a.name == b.name {
+    if a.name_hash == b.name_hash && a.name == b.name {
         return Some(NAME_EXACT);
     }
     // Characters and sounds are both compared: a clerk who heard the name may write any
     // character with the same reading, including a non-first reading (娜 na/nuo vs 那 na).
-    let homophone = a.pinyin == b.pinyin
+    let homophone = (a.pinyin_hash == b.pinyin_hash && a.pinyin == b.pinyin)
         || (a.name.len() == b.name.len()
+            && (a.first == b.first || a.first_readings & b.first_readings != 0)
             && a.name
                 .iter()
                 .zip(b.name.iter())
@@ -175,7 +217,8 @@ fn name_level(a: &Features, b: &Features) -> Option<usize> {
     // One letter in one syllable means the whole strings are within one edit: that test
     // is cheap and rules out nearly every pair, before the syllables are split and the
     // Jaro–Winkler similarity (the costliest part of a comparison) computed.
-    if within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
+    if (a.letters ^ b.letters).count_ones() <= 2
+        && within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
         && one_syllable_slip(&a.pinyin, &b.pinyin)
         && jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
     {
@@ -339,8 +382,8 @@ fn date_level(a: NaiveDate, b: NaiveDate) -> usize {
     DATE_DIFFERENT
 }
 
-fn region_level(a: &str, b: &str) -> usize {
-    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+fn region_level(a: &[u8], b: &[u8]) -> usize {
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     match common {
         6.. => 0,
         4..=5 => 1,
@@ -360,6 +403,97 @@ mod tests {
             gender: None,
             region: Some(region.into()),
         })
+    }
+
+    /// `name_level` without the inline filters (hashes, letter bits, first readings).
+    fn name_level_unfiltered(a: &Features, b: &Features) -> Option<usize> {
+        if a.name.is_empty() || b.name.is_empty() {
+            return None;
+        }
+        if a.name == b.name {
+            return Some(NAME_EXACT);
+        }
+        let homophone = a.pinyin == b.pinyin
+            || (a.name.len() == b.name.len()
+                && a.name
+                    .iter()
+                    .zip(b.name.iter())
+                    .enumerate()
+                    .all(|(i, (ca, cb))| {
+                        ca == cb || {
+                            let rb = b.readings_of(i);
+                            a.readings_of(i).iter().any(|r| rb.contains(r))
+                        }
+                    }));
+        if homophone {
+            return Some(NAME_HOMOPHONE);
+        }
+        if within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
+            && one_syllable_slip(&a.pinyin, &b.pinyin)
+            && jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
+        {
+            return Some(NAME_SIMILAR);
+        }
+        Some(NAME_DIFFERENT)
+    }
+
+    #[test]
+    fn the_inline_filters_change_no_name_level() {
+        let names = [
+            "张红",
+            "张瑛",
+            "張紅",
+            "张宏",
+            "章红",
+            "王芳",
+            "汪芳",
+            "王方",
+            "单丽",
+            "單麗",
+            "善丽",
+            "曾伟",
+            "增伟",
+            "解放",
+            "谢放",
+            "娜娜",
+            "那娜",
+            "李娜",
+            "李那",
+            "李",
+            "李四光",
+            "李四广",
+            "欧阳修",
+            "欧阳秀",
+            "陈秀英",
+            "陳秀英",
+            "程秀英",
+            "刘玉",
+            "劉玉",
+            "王霞",
+            "王俠",
+            "",
+        ];
+        let feats: Vec<Features> = names.iter().map(|n| f(n, "1950-01-01", "110105")).collect();
+        let mut levels = [0; 4];
+        for a in &feats {
+            for b in &feats {
+                let level = name_level(a, b);
+                assert_eq!(
+                    level,
+                    name_level_unfiltered(a, b),
+                    "{:?} / {:?}",
+                    a.name,
+                    b.name
+                );
+                if let Some(l) = level {
+                    levels[l] += 1;
+                }
+            }
+        }
+        assert!(
+            levels.iter().all(|&n| n > 0),
+            "every level occurs: {levels:?}"
+        );
     }
 
     #[test]
