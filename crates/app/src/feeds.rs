@@ -1443,13 +1443,7 @@ impl App {
             .await?;
         st.summary.reviews_opened += opened.len() as u64;
         for (case, recipient_id) in opened {
-            self.audit(
-                tx,
-                actor,
-                "review_case.opened",
-                Some(recipient_id),
-                serde_json::json!({"case_id": case, "kind": kind}),
-            );
+            self.audit_case_opened(tx, actor, recipient_id, case, kind);
         }
         Ok(())
     }

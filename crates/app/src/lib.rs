@@ -213,6 +213,19 @@ impl App {
                 &details.to_string(),
             )
             .await?;
+        self.audit_case_opened(tx, actor, recipient_id, case, kind);
+        Ok(case)
+    }
+
+    /// The audit entry of an opened review case.
+    pub(crate) fn audit_case_opened(
+        &self,
+        tx: &mut WriteTx,
+        actor: &Actor,
+        recipient_id: i64,
+        case: i64,
+        kind: &str,
+    ) {
         self.audit(
             tx,
             actor,
@@ -220,7 +233,6 @@ impl App {
             Some(recipient_id),
             serde_json::json!({"case_id": case, "kind": kind}),
         );
-        Ok(case)
     }
 
     pub(crate) fn decrypt_id(&self, enc: &[u8]) -> Result<NationalId> {
