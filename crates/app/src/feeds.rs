@@ -542,8 +542,6 @@ struct IngestState<'a> {
     prob: Vec<lifecert_matching::Person>,
     /// Signs of life of the open transaction, stored in pensioner order before it commits.
     signs: Vec<lifecert_store::LifeSign>,
-    /// Pensioners with new signs of life in the open transaction.
-    pending: Vec<i64>,
 }
 
 impl IngestState<'_> {
@@ -551,14 +549,14 @@ impl IngestState<'_> {
         self.prob.push(person_of(rec));
     }
 
-    /// Stores the open transaction's signs of life and lists their pensioners.
+    /// Stores the open transaction's signs of life and lists their pensioners as pending.
     async fn store_signs(&mut self, tx: &mut WriteTx) -> Result<()> {
+        // Sorted by pensioner first.
         tx.insert_life_signs(&mut self.signs).await?;
+        let mut pending: Vec<i64> = self.signs.iter().map(|s| s.recipient_id).collect();
+        pending.dedup();
+        tx.add_pending_life(&pending).await?;
         self.signs.clear();
-        self.pending.sort_unstable();
-        self.pending.dedup();
-        tx.add_pending_life(&self.pending).await?;
-        self.pending.clear();
         Ok(())
     }
 }
@@ -952,7 +950,6 @@ impl App {
             matched: IdSet::default(),
             prob: Vec::new(),
             signs: Vec::new(),
-            pending: Vec::new(),
         };
         if counting {
             self.count_feed(&mut chunks, &mut st).await?;
@@ -1400,7 +1397,6 @@ impl App {
                                 feed_record_id,
                                 weight_milli: source.weight_milli,
                             });
-                            st.pending.push(id);
                         }
                         reason
                     }

@@ -120,27 +120,6 @@ impl WriteTx {
         }
         Ok(())
     }
-
-    /// The weight (thousandths) of a pensioner's signs of life dated in `[from, to]`,
-    /// and the latest of their dates.
-    pub async fn life_signs(
-        &mut self,
-        recipient_id: i64,
-        from: &str,
-        to: &str,
-    ) -> Result<(i64, Option<String>)> {
-        let sql = self.sql(
-            "SELECT CAST(COALESCE(SUM(weight_milli), 0) AS BIGINT), MAX(event_date) FROM life_signs \
-             WHERE recipient_id = ? AND event_date >= ? AND event_date <= ?",
-        );
-        let row = sqlx::query(&sql)
-            .bind(recipient_id)
-            .bind(from)
-            .bind(to)
-            .fetch_one(self.conn())
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
-    }
 }
 
 /// What probabilistic matching needs of a pensioner (the name still encrypted).
@@ -238,9 +217,7 @@ impl crate::Store {
             .try_get(0)?;
         Ok(joined_rows(joined))
     }
-}
 
-impl crate::Store {
     /// A binary column as hexadecimal text.
     fn hex(&self, column: &str) -> String {
         match self.dialect {
@@ -253,11 +230,18 @@ impl crate::Store {
 /// A query that reads the rows of `inner` as one string: `fields` (an expression over its
 /// columns, with no `;` and no NULL) joined by `;`. The rows' order is not kept.
 fn joined_sql(dialect: crate::Dialect, fields: &str, inner: &str) -> String {
-    let agg = match dialect {
-        crate::Dialect::Sqlite => format!("group_concat({fields}, ';')"),
-        crate::Dialect::Postgres => format!("string_agg({fields}, ';')"),
-    };
-    format!("SELECT {agg} FROM ({inner}) AS page")
+    format!(
+        "SELECT {} FROM ({inner}) AS page",
+        string_agg(dialect, fields, ";")
+    )
+}
+
+/// The aggregate that joins `expr` over a group's rows with `separator`.
+fn string_agg(dialect: crate::Dialect, expr: &str, separator: &str) -> String {
+    match dialect {
+        crate::Dialect::Sqlite => format!("group_concat({expr}, '{separator}')"),
+        crate::Dialect::Postgres => format!("string_agg({expr}, '{separator}')"),
+    }
 }
 
 /// The rows of a [`joined_sql`] string (none when it is NULL: no rows).
@@ -270,16 +254,6 @@ fn joined_rows(joined: Option<String>) -> Vec<String> {
 /// An empty field of a joined row is a NULL.
 fn optional(field: &str) -> Option<String> {
     (!field.is_empty()).then(|| field.to_string())
-}
-
-/// Every row of a multi-row INSERT without ON CONFLICT is stored, or the statement fails.
-fn expect_all(stored: u64, sent: usize, what: &str) -> Result<()> {
-    match stored as usize == sent {
-        true => Ok(()),
-        false => Err(crate::StoreError::Corrupt(format!(
-            "{stored} of {sent} {what} were stored"
-        ))),
-    }
 }
 
 fn corrupt_row(row: &str) -> crate::StoreError {
@@ -411,7 +385,6 @@ impl WriteTx {
         opened_at: &str,
     ) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::with_capacity(cases.len());
-        let consecutive = self.ids_are_consecutive();
         for chunk in cases.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO review_cases (recipient_id, kind, status, certification_id, opened_by, opened_at, details) VALUES {}{}",
@@ -419,7 +392,7 @@ impl WriteTx {
                     .map(|_| "(?, ?, 'open', NULL, ?, ?, ?)")
                     .collect::<Vec<_>>()
                     .join(", "),
-                if consecutive { "" } else { " RETURNING id, recipient_id" }
+                self.returning_ids()
             ));
             let mut q = sqlx::query(&sql);
             for (recipient_id, details) in chunk {
@@ -430,21 +403,45 @@ impl WriteTx {
                     .bind(opened_at)
                     .bind(details.as_str());
             }
-            if !consecutive {
-                for r in q.fetch_all(self.conn()).await? {
-                    out.push((r.try_get(0)?, r.try_get(1)?));
-                }
-                continue;
-            }
-            let before = self.last_id("review_cases").await?;
-            expect_all(
-                q.execute(self.conn()).await?.rows_affected(),
-                chunk.len(),
-                "review cases",
-            )?;
-            out.extend((before + 1..).zip(chunk.iter().map(|c| c.0)));
+            let recipients = chunk.iter().map(|c| c.0);
+            out.extend(self.inserted_ids(q, "review_cases", recipients).await?);
         }
         Ok(out)
+    }
+
+    /// ` RETURNING id, recipient_id` where the ids of a multi-row INSERT must be read back
+    /// (see [`WriteTx::inserted_ids`]).
+    fn returning_ids(&self) -> &'static str {
+        match self.ids_are_consecutive() {
+            true => "",
+            false => " RETURNING id, recipient_id",
+        }
+    }
+
+    /// Runs a multi-row INSERT into `table` (ending in [`WriteTx::returning_ids`]) of rows
+    /// for these pensioners, in VALUES order; returns `(id, pensioner)` of each row.
+    async fn inserted_ids<'q>(
+        &mut self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        table: &str,
+        recipients: impl ExactSizeIterator<Item = i64>,
+    ) -> Result<Vec<(i64, i64)>> {
+        if !self.ids_are_consecutive() {
+            let rows = q.fetch_all(self.conn()).await?;
+            return rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect();
+        }
+        let before = self.last_id(table).await?;
+        let stored = q.execute(self.conn()).await?.rows_affected();
+        let sent = recipients.len();
+        if stored as usize != sent {
+            return Err(crate::StoreError::Corrupt(format!(
+                "{stored} of {sent} rows were stored in {table}"
+            )));
+        }
+        Ok((before + 1..).zip(recipients).collect())
     }
 
     /// Whether the rows of one multi-row INSERT get consecutive ids after the largest
@@ -544,10 +541,7 @@ impl WriteTx {
     /// row per pensioner, its signs as `date:weight` joined by commas (rows, not values,
     /// are what reading costs).
     pub async fn life_signs_of(&mut self, ids: &[i64], from: &str) -> Result<Vec<LifeSignRow>> {
-        let joined = match self.dialect {
-            crate::Dialect::Sqlite => "group_concat(event_date || ':' || weight_milli, ',')",
-            crate::Dialect::Postgres => "string_agg(event_date || ':' || weight_milli, ',')",
-        };
+        let joined = string_agg(self.dialect, "event_date || ':' || weight_milli", ",");
         let mut out = Vec::new();
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
@@ -577,13 +571,12 @@ impl WriteTx {
         rows: &[crate::CertificationRow],
     ) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::with_capacity(rows.len());
-        let consecutive = self.ids_are_consecutive();
         for chunk in rows.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "INSERT INTO certifications (recipient_id, channel, certified_on, recorded_at, actor, region_code, outcome, reason, evidence) \
                  VALUES {}{}",
                 value_groups(chunk.len(), 9),
-                if consecutive { "" } else { " RETURNING id, recipient_id" }
+                self.returning_ids()
             ));
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -598,16 +591,8 @@ impl WriteTx {
                     .bind(&c.reason)
                     .bind(&c.evidence);
             }
-            if !consecutive {
-                for r in q.fetch_all(self.conn()).await? {
-                    out.push((r.try_get(0)?, r.try_get(1)?));
-                }
-                continue;
-            }
-            let before = self.last_id("certifications").await?;
-            let stored = q.execute(self.conn()).await?.rows_affected();
-            expect_all(stored, chunk.len(), "certifications")?;
-            out.extend((before + 1..).zip(chunk.iter().map(|c| c.recipient_id)));
+            let recipients = chunk.iter().map(|c| c.recipient_id);
+            out.extend(self.inserted_ids(q, "certifications", recipients).await?);
         }
         Ok(out)
     }
