@@ -989,6 +989,12 @@ impl App {
             tx.commit().await?;
             tally(st.summary, &mut report, std::mem::take(&mut held));
         }
+        // Every record is matched. Freeing a million pensioners' features is a few million
+        // small frees: done on a thread of its own, it waits for nothing and nothing waits
+        // for it.
+        if let Some(matcher) = st.matcher.take() {
+            std::thread::spawn(move || drop(matcher));
+        }
         if let Some(mut tx) = open {
             st.store_signs(&mut tx).await?;
             tx.commit().await?;

@@ -33,7 +33,7 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
     let mut rng = Rng::new(0x00C0_FFEE);
     for f in feats.iter().take(MAX_RECORDS_FOR_U) {
         for _ in 0..RANDOM_PAIRS_PER_RECORD {
-            let c = &index.features[rng.below(index.len())];
+            let c = index.nth_input(rng.below(index.len()));
             counts.add(&Gamma::compare(f, c), 1.0);
         }
     }
@@ -83,8 +83,7 @@ fn pairs<'a>(
 ) -> impl Iterator<Item = Gamma> + 'a {
     feats.iter().flat_map(move |f| {
         key(f)
-            .and_then(|k| index.block(&k))
-            .unwrap_or(&[])
+            .map_or(&[][..], |k| index.block(k))
             .iter()
             .map(move |&i| Gamma::compare(f, &index.features[i as usize]))
     })

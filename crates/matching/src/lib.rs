@@ -68,7 +68,7 @@ pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec
 /// name with no birth date) carries too little information to be worth comparing against.
 pub const DEFAULT_BLOCK_CAP: usize = 2_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockKey {
     Date(NaiveDate),
     /// Pinyin as a 64-bit hash: a collision only widens a block, comparison decides.
@@ -82,13 +82,60 @@ fn pinyin_key(pinyin: &str) -> u64 {
     })
 }
 
+fn year_pinyin_key(year: i32, pinyin: u64) -> u64 {
+    pinyin ^ u64::from(year as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// All candidates with their comparison features precomputed, and the blocking index.
+///
+/// Candidates are held in birth-date order (then by their order in the input), so that a
+/// date block — most of the comparisons — is one stretch of memory: scattered, each
+/// comparison waited on a cache miss. Each kind of block is a flat list of positions,
+/// grouped by key, with a table from key to its stretch of that list.
 #[derive(Debug)]
 pub struct Index {
     ids: Vec<i64>,
     features: Vec<Features>,
-    blocks: HashMap<BlockKey, Vec<u32>, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// The position of each candidate in input order (the random pairs of EM are drawn in
+    /// that order, so that the estimate does not depend on the layout).
+    by_input: Vec<u32>,
+    /// And the other way: the input order of the candidate at each position.
+    input_of: Vec<u32>,
+    dates: Blocks,
+    year_pinyin: Blocks,
+    pinyin: Blocks,
     cap: usize,
+}
+
+/// Positions grouped by a 64-bit key, in input order within a group.
+#[derive(Debug, Default)]
+struct Blocks {
+    positions: Vec<u32>,
+    stretch: HashMap<u64, (u32, u32), std::hash::BuildHasherDefault<KeyHasher>>,
+}
+
+impl Blocks {
+    /// `keyed` holds (key, input order, position).
+    fn new(mut keyed: Vec<(u64, u32, u32)>) -> Blocks {
+        keyed.sort_unstable();
+        let mut stretch: HashMap<u64, (u32, u32), _> = HashMap::default();
+        let mut positions = Vec::with_capacity(keyed.len());
+        let mut start = 0;
+        for (i, &(key, _, pos)) in keyed.iter().enumerate() {
+            positions.push(pos);
+            if keyed.get(i + 1).map_or(true, |next| next.0 != key) {
+                stretch.insert(key, (start, i as u32 + 1));
+                start = i as u32 + 1;
+            }
+        }
+        Blocks { positions, stretch }
+    }
+
+    fn get(&self, key: u64) -> &[u32] {
+        self.stretch.get(&key).map_or(&[], |&(start, end)| {
+            &self.positions[start as usize..end as usize]
+        })
+    }
 }
 
 /// A multiply-and-rotate hash for block keys: built and looked up millions of times, and
@@ -107,18 +154,6 @@ impl std::hash::Hasher for KeyHasher {
     }
     fn write_u64(&mut self, v: u64) {
         self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_i32(&mut self, v: i32) {
-        self.write_u64(u64::from(v as u32));
-    }
-    fn write_isize(&mut self, v: isize) {
-        self.write_u64(v as u64);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
     }
 }
 
@@ -149,37 +184,73 @@ impl Index {
         Index::from_pages(vec![CandidatePage::new(&candidates)], cap)
     }
 
+    /// Joins the pages in their order (which is the order ties are broken in: the
+    /// candidate that came first wins among equal scores).
     pub fn from_pages(pages: Vec<CandidatePage>, cap: usize) -> Index {
-        let mut ids = Vec::with_capacity(pages.iter().map(|p| p.ids.len()).sum());
-        let mut features = Vec::with_capacity(ids.capacity());
+        let n: usize = pages.iter().map(|p| p.ids.len()).sum();
+        let mut ids = Vec::with_capacity(n);
+        let mut features = Vec::with_capacity(n);
         for page in pages {
             ids.extend(page.ids);
             features.extend(page.features);
         }
-        let mut blocks: HashMap<BlockKey, Vec<u32>, _> = HashMap::default();
-        for (i, f) in features.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            let pinyin = (!f.pinyin.is_empty()).then(|| pinyin_key(&f.pinyin));
-            if let Some(d) = f.birth_date {
-                blocks.entry(BlockKey::Date(d)).or_default().push(i);
-                if let Some(p) = pinyin {
-                    blocks
-                        .entry(BlockKey::YearPinyin(d.year(), p))
-                        .or_default()
-                        .push(i);
+        // Birth-date order, undated last; input order within a date.
+        let day = |f: &Features| f.birth_date.map_or(i32::MAX, |d| d.num_days_from_ce());
+        let mut order: Vec<(i32, u32)> = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (day(f), i as u32))
+            .collect();
+        order.sort_unstable();
+        let input_of: Vec<u32> = order.iter().map(|&(_, i)| i).collect();
+        drop(order);
+        let mut by_input = vec![0_u32; n];
+        for (pos, &i) in input_of.iter().enumerate() {
+            by_input[i as usize] = pos as u32;
+        }
+        // In place, a cycle at a time (a second copy of the features would be the peak of
+        // memory): position p takes the candidate that came `input_of[p]`-th.
+        let mut placed = vec![false; n];
+        for start in 0..n {
+            let mut at = start;
+            while !placed[at] {
+                placed[at] = true;
+                let from = input_of[at] as usize;
+                if from == start {
+                    break;
                 }
-            }
-            if let Some(p) = pinyin {
-                blocks.entry(BlockKey::Pinyin(p)).or_default().push(i);
+                features.swap(at, from);
+                ids.swap(at, from);
+                at = from;
             }
         }
-        for b in blocks.values_mut() {
-            b.shrink_to_fit();
+        drop(placed);
+        let (mut dates, mut year_pinyin, mut pinyin) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (pos, (&i, f)) in input_of.iter().zip(&features).enumerate() {
+            let pos = pos as u32;
+            let key = (!f.pinyin.is_empty()).then(|| pinyin_key(&f.pinyin));
+            if let Some(d) = f.birth_date {
+                dates.push((d.num_days_from_ce() as u64, i, pos));
+                if let Some(p) = key {
+                    year_pinyin.push((year_pinyin_key(d.year(), p), i, pos));
+                }
+            }
+            if let Some(p) = key {
+                pinyin.push((p, i, pos));
+            }
         }
         Index {
             ids,
             features,
-            blocks,
+            by_input,
+            input_of,
+            dates: Blocks::new(dates),
+            year_pinyin: Blocks::new(year_pinyin),
+            pinyin: Blocks::new(pinyin),
             cap,
         }
     }
@@ -195,6 +266,16 @@ impl Index {
     /// The pensioner id at a position returned by [`Index::candidates_for`].
     pub fn id(&self, position: usize) -> Option<i64> {
         self.ids.get(position).copied()
+    }
+
+    /// The features of the candidate that came `i`-th in the input.
+    fn nth_input(&self, i: usize) -> &Features {
+        &self.features[self.by_input[i] as usize]
+    }
+
+    /// Whether the candidate at position `a` came before the one at `b` in the input.
+    fn by_input_order(&self, a: usize, b: usize) -> bool {
+        self.input_of[a] < self.input_of[b]
     }
 
     /// Positions of the candidates worth comparing with `record`: the union of the blocks
@@ -228,8 +309,7 @@ impl Index {
         }
         let mut out: Vec<usize> = keys
             .iter()
-            .filter_map(|k| self.block(k))
-            .flatten()
+            .flat_map(|k| self.block(*k))
             .map(|&i| i as usize)
             .collect();
         out.sort_unstable();
@@ -237,11 +317,18 @@ impl Index {
         out
     }
 
-    fn block(&self, key: &BlockKey) -> Option<&[u32]> {
-        self.blocks
-            .get(key)
-            .filter(|b| b.len() <= self.cap)
-            .map(Vec::as_slice)
+    /// The positions of a block in input order; empty when it has more than the cap.
+    fn block(&self, key: BlockKey) -> &[u32] {
+        let b = match key {
+            BlockKey::Date(d) => self.dates.get(d.num_days_from_ce() as u64),
+            BlockKey::YearPinyin(y, p) => self.year_pinyin.get(year_pinyin_key(y, p)),
+            BlockKey::Pinyin(p) => self.pinyin.get(p),
+        };
+        if b.len() <= self.cap {
+            b
+        } else {
+            &[]
+        }
     }
 }
 
@@ -317,6 +404,34 @@ impl Weights {
     }
 }
 
+/// [`Weights`] as a table of the weight of each level (a record is compared with hundreds
+/// of candidates, and each weight is a logarithm).
+struct LevelWeights {
+    name: [f64; 4],
+    birth_date: [f64; 5],
+    gender: [f64; 2],
+    region: [f64; 4],
+}
+
+impl LevelWeights {
+    fn of(w: &Weights) -> LevelWeights {
+        LevelWeights {
+            name: std::array::from_fn(|l| w.name.weight(l)),
+            birth_date: std::array::from_fn(|l| w.birth_date.weight(l)),
+            gender: std::array::from_fn(|l| w.gender.weight(l)),
+            region: std::array::from_fn(|l| w.region.weight(l)),
+        }
+    }
+
+    /// The same sum, in the same order, as [`Weights::score`].
+    fn score(&self, g: &Gamma) -> f64 {
+        g.name.map_or(0.0, |l| self.name[l])
+            + g.birth_date.map_or(0.0, |l| self.birth_date[l])
+            + g.gender.map_or(0.0, |l| self.gender[l])
+            + g.region.map_or(0.0, |l| self.region[l])
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// Strong, unambiguous evidence: may be acted on (still reversible by the process).
@@ -367,12 +482,16 @@ pub fn match_record(
     record: &Person,
 ) -> MatchResult {
     let f = Features::of(record);
+    let weights = LevelWeights::of(weights);
     let mut best: Option<(f64, usize)> = None;
     let mut runner_up: Option<f64> = None;
     for i in index.candidates_for_features(&f) {
         let s = weights.score(&Gamma::compare(&f, &index.features[i]));
         match best {
-            Some((b, _)) if s <= b => runner_up = Some(runner_up.map_or(s, |r| r.max(s))),
+            // Among equal scores the candidate that came first in the input wins.
+            Some((b, j)) if s < b || (s == b && index.by_input_order(j, i)) => {
+                runner_up = Some(runner_up.map_or(s, |r| r.max(s)))
+            }
             _ => {
                 if let Some((b, _)) = best {
                     runner_up = Some(b);

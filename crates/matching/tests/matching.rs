@@ -155,3 +155,26 @@ fn estimated_weights_still_classify_well() {
     assert!(q.precision >= 0.99, "precision {}", q.precision);
     assert!(q.recall >= 0.9, "recall {}", q.recall);
 }
+
+#[test]
+fn equal_scores_go_to_the_candidate_that_came_first_whatever_the_birth_dates() {
+    // One day after and one day before the record's birth date: the same score. The index
+    // holds candidates in birth-date order, so the later date sits after the earlier one;
+    // the input order must still decide.
+    let after = Candidate {
+        id: 10_010,
+        person: person("欧阳娜", "1950-03-05", Some(Gender::Female), "330106"),
+    };
+    let before = Candidate {
+        id: 10_011,
+        person: person("欧阳娜", "1950-03-03", Some(Gender::Female), "330106"),
+    };
+    let record = person("欧阳娜", "1950-03-04", Some(Gender::Female), "330106");
+    for (first, second) in [(&after, &before), (&before, &after)] {
+        let index = small_index(vec![first.clone(), second.clone()]);
+        let r = match_record(&index, &Weights::default(), &Thresholds::default(), &record);
+        assert_eq!(r.candidate_id, Some(first.id), "{r:?}");
+        assert_eq!(r.runner_up, Some(r.score), "{r:?}");
+        assert_eq!(r.class, Class::Possible, "two equal candidates: {r:?}");
+    }
+}

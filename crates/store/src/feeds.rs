@@ -263,23 +263,38 @@ fn corrupt_row(row: &str) -> crate::StoreError {
     ))
 }
 
-/// Upper- or lower-case hexadecimal to bytes.
+/// Upper- or lower-case hexadecimal to bytes (a million names are read this way to build
+/// the matcher: a table look-up per digit, into a vector of the right size).
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
+    const INVALID: u8 = 0xff;
+    const NIBBLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
         }
-    }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
     let b = s.as_bytes();
     if !b.len().is_multiple_of(2) {
         return None;
     }
-    b.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    let mut out = Vec::with_capacity(b.len() / 2);
+    for p in b.chunks_exact(2) {
+        let (hi, lo) = (NIBBLE[usize::from(p[0])], NIBBLE[usize::from(p[1])]);
+        if (hi | lo) > 0x0f {
+            return None;
+        }
+        out.push(hi << 4 | lo);
+    }
+    Some(out)
 }
 
 /// A sign of life to store: ordered by pensioner, then date, as the table is.
