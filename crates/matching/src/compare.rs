@@ -1,6 +1,8 @@
 //! Field comparisons: turns a (record, candidate) pair into comparison levels.
 
-use crate::normalize::{name_pinyin, normalize_name, readings, surname_override};
+use crate::normalize::{
+    name_pinyin_of, normalize_name, reading_hashes, surname_override, syllable_hash,
+};
 use crate::Person;
 #[cfg(test)]
 use chrono::Days;
@@ -8,23 +10,26 @@ use chrono::{Datelike, NaiveDate};
 use lifecert_domain::Gender;
 
 /// What a person is compared on, computed once per candidate and once per record. Kept
-/// compact: an index holds one per pensioner (a million or more).
+/// compact: an index holds one per pensioner (a million or more), and each is built from
+/// and freed to the allocator once.
 #[derive(Debug, Clone)]
 pub(crate) struct Features {
-    pub name: Box<[char]>,
-    /// First-reading toneless pinyin, syllables separated by spaces.
-    pub pinyin: Box<str>,
-    /// Every reading of each character (hashed), so that 娜 (first reading "nuo") and 那
-    /// still meet: the readings of character `i` are `readings[ends[i-1]..ends[i]]`.
-    pub readings: Box<[u32]>,
-    pub reading_ends: Box<[u8]>,
+    /// In one allocation: the name (UTF-8), its first-reading toneless pinyin (syllables
+    /// separated by spaces), where each character's readings end, and every reading of
+    /// each character hashed (4 bytes each), so that 娜 (first reading "nuo") and 那 still
+    /// meet. See [`Features::name`], [`Features::pinyin`], [`Features::readings_of`].
+    text: Box<[u8]>,
+    name_len: u32,
+    pinyin_len: u32,
+    /// Characters in the name.
+    chars: u32,
     pub birth_date: Option<NaiveDate>,
     /// The birth date in the forms comparisons need, computed once.
     pub date: Option<DateKey>,
     pub gender: Option<Gender>,
     /// Region digits with trailing `00` pairs removed: "330100" → "3301".
     pub region: Option<Region>,
-    /// What a comparison can rule out without following the pointers above (nearly every
+    /// What a comparison can rule out without following the pointer above (nearly every
     /// pair of a block differs at once, and those reads were most of a comparison's time):
     /// hashes of the name and the pinyin,
     name_hash: u64,
@@ -68,47 +73,46 @@ fn fnv64(bytes: impl Iterator<Item = u8>) -> u64 {
     })
 }
 
-/// A syllable as a number (FNV-1a): comparing readings needs equality only.
-fn syllable_hash(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 impl Features {
     pub fn of(p: &Person) -> Features {
         let name_s = normalize_name(&p.name);
         let name: Vec<char> = name_s.chars().collect();
-        let pinyin = name_pinyin(&name_s);
+        let pinyin = name_pinyin_of(&name);
         let special = surname_override(&name);
-        let mut readings_flat = Vec::with_capacity(name.len() * 2);
+        let mut readings: Vec<u32> = Vec::with_capacity(name.len() * 2);
         let mut ends = Vec::with_capacity(name.len());
         for (i, &c) in name.iter().enumerate() {
-            let start = readings_flat.len();
+            let start = readings.len();
             if let Some(s) = special.and_then(|(n, sp)| (i < n).then(|| sp.get(i)).flatten()) {
-                readings_flat.push(syllable_hash(s));
+                readings.push(syllable_hash(s));
             }
-            for r in readings(c) {
-                let h = syllable_hash(&r);
-                if !readings_flat[start..].contains(&h) {
-                    readings_flat.push(h);
+            for h in reading_hashes(c) {
+                if !readings[start..].contains(&h) {
+                    readings.push(h);
                 }
             }
-            ends.push(u8::try_from(readings_flat.len()).unwrap_or(u8::MAX));
+            ends.push(u8::try_from(readings.len()).unwrap_or(u8::MAX));
         }
-        let first_readings = readings_flat[..ends.first().map_or(0, |&e| usize::from(e))]
+        let first_readings = readings[..ends.first().map_or(0, |&e| usize::from(e))]
             .iter()
             .fold(0_u64, |m, h| m | 1 << (h % 64));
+        let mut text =
+            Vec::with_capacity(name_s.len() + pinyin.len() + ends.len() + 4 * readings.len());
+        text.extend_from_slice(name_s.as_bytes());
+        text.extend_from_slice(pinyin.as_bytes());
+        text.extend_from_slice(&ends);
+        text.extend(readings.iter().flat_map(|h| h.to_le_bytes()));
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Features {
-            name_hash: fnv64(name.iter().flat_map(|c| u32::from(*c).to_le_bytes())),
+            name_hash: fnv64(name_s.bytes()),
             pinyin_hash: fnv64(pinyin.bytes()),
             letters: pinyin.bytes().fold(0, |m, b| m | 1 << (b % 32)),
             first: name.first().copied().unwrap_or('\0'),
             first_readings,
-            name: name.into_boxed_slice(),
-            pinyin: pinyin.into_boxed_str(),
-            readings: readings_flat.into_boxed_slice(),
-            reading_ends: ends.into_boxed_slice(),
+            text: text.into_boxed_slice(),
+            name_len: len(name_s.len()),
+            pinyin_len: len(pinyin.len()),
+            chars: len(name.len()),
             birth_date: p.birth_date,
             date: p.birth_date.map(DateKey::of),
             gender: p.gender,
@@ -123,14 +127,51 @@ impl Features {
         }
     }
 
-    fn readings_of(&self, i: usize) -> &[u32] {
+    /// The normalised name, UTF-8.
+    fn name(&self) -> &[u8] {
+        &self.text[..self.name_len as usize]
+    }
+
+    /// The name's characters, each as its UTF-8 bytes (the name was a `str`: no check
+    /// is needed on this hot path).
+    fn name_chars(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.name();
+        std::iter::from_fn(move || {
+            let len = match *rest.first()? {
+                b if b < 0x80 => 1,
+                b if b < 0xe0 => 2,
+                b if b < 0xf0 => 3,
+                _ => 4,
+            };
+            let (c, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            Some(c)
+        })
+    }
+
+    /// First-reading toneless pinyin, syllables separated by spaces.
+    pub fn pinyin(&self) -> &[u8] {
+        let start = self.name_len as usize;
+        &self.text[start..start + self.pinyin_len as usize]
+    }
+
+    /// The hashed readings of character `i`, 4 bytes each.
+    fn readings_of(&self, i: usize) -> &[u8] {
+        let ends_at = (self.name_len + self.pinyin_len) as usize;
+        let ends = &self.text[ends_at..ends_at + self.chars as usize];
+        let readings = &self.text[ends_at + ends.len()..];
         let start = match i {
             0 => 0,
-            _ => usize::from(self.reading_ends[i - 1]),
+            _ => usize::from(ends[i - 1]),
         };
-        let end = usize::from(self.reading_ends[i]);
-        self.readings.get(start..end).unwrap_or(&[])
+        let end = usize::from(ends[i]);
+        readings.get(4 * start..4 * end).unwrap_or(&[])
     }
+}
+
+/// Whether two characters' readings (as [`Features::readings_of`] gives them) share one.
+fn share_a_reading(a: &[u8], b: &[u8]) -> bool {
+    a.chunks_exact(4).any(|r| b.chunks_exact(4).any(|s| r == s))
 }
 
 /// Region digits held in place (a comparison reads them for every pair).
@@ -190,27 +231,18 @@ pub(crate) const NAME_SIMILAR: usize = 2;
 pub(crate) const NAME_DIFFERENT: usize = 3;
 
 fn name_level(a: &Features, b: &Features) -> Option<usize> {
-    if a.name.is_empty() || b.name.is_empty() {
+    if a.name_len == 0 || b.name_len == 0 {
         return None;
     }
-    if a.name_hash == b.name_hash && a.name == b.name {
+    if a.name_hash == b.name_hash && a.name() == b.name() {
         return Some(NAME_EXACT);
     }
     // Characters and sounds are both compared: a clerk who heard the name may write any
     // character with the same reading, including a non-first reading (娜 na/nuo vs 那 na).
-    let homophone = (a.pinyin_hash == b.pinyin_hash && a.pinyin == b.pinyin)
-        || (a.name.len() == b.name.len()
+    let homophone = (a.pinyin_hash == b.pinyin_hash && a.pinyin() == b.pinyin())
+        || (a.chars == b.chars
             && (a.first == b.first || a.first_readings & b.first_readings != 0)
-            && a.name
-                .iter()
-                .zip(b.name.iter())
-                .enumerate()
-                .all(|(i, (ca, cb))| {
-                    ca == cb || {
-                        let rb = b.readings_of(i);
-                        a.readings_of(i).iter().any(|r| rb.contains(r))
-                    }
-                }));
+            && same_readings(a, b));
     if homophone {
         return Some(NAME_HOMOPHONE);
     }
@@ -218,26 +250,34 @@ fn name_level(a: &Features, b: &Features) -> Option<usize> {
     // is cheap and rules out nearly every pair, before the syllables are split and the
     // Jaro–Winkler similarity (the costliest part of a comparison) computed.
     if (a.letters ^ b.letters).count_ones() <= 2
-        && within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
-        && one_syllable_slip(&a.pinyin, &b.pinyin)
-        && jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
+        && within_one_edit(a.pinyin(), b.pinyin())
+        && one_syllable_slip(a.pinyin(), b.pinyin())
+        && jaro_winkler(a.pinyin(), b.pinyin()) >= 0.9
     {
         return Some(NAME_SIMILAR);
     }
     Some(NAME_DIFFERENT)
 }
 
+/// Names of as many characters, each the same character or one with a common reading.
+fn same_readings(a: &Features, b: &Features) -> bool {
+    a.name_chars()
+        .zip(b.name_chars())
+        .enumerate()
+        .all(|(i, (ca, cb))| ca == cb || share_a_reading(a.readings_of(i), b.readings_of(i)))
+}
+
 /// The pinyin differs in one syllable only, and there by one letter (wei / wi, ying / yin):
 /// a slip of the ear or the keyboard. Jaro–Winkler alone calls 张红 / 张瑛 (zhang hong /
 /// zhang ying) similar, because the surname makes up most of the string.
-fn one_syllable_slip(a: &str, b: &str) -> bool {
-    let (mut xs, mut ys) = (a.split(' '), b.split(' '));
+fn one_syllable_slip(a: &[u8], b: &[u8]) -> bool {
+    let (mut xs, mut ys) = (a.split(|&c| c == b' '), b.split(|&c| c == b' '));
     let mut slips = 0;
     loop {
         match (xs.next(), ys.next()) {
             (None, None) => return slips <= 1,
             (Some(x), Some(y)) if x == y => {}
-            (Some(x), Some(y)) if within_one_edit(x.as_bytes(), y.as_bytes()) => slips += 1,
+            (Some(x), Some(y)) if within_one_edit(x, y) => slips += 1,
             _ => return false,
         }
     }
@@ -407,30 +447,29 @@ mod tests {
 
     /// `name_level` without the inline filters (hashes, letter bits, first readings).
     fn name_level_unfiltered(a: &Features, b: &Features) -> Option<usize> {
-        if a.name.is_empty() || b.name.is_empty() {
+        if a.name().is_empty() || b.name().is_empty() {
             return None;
         }
-        if a.name == b.name {
+        if a.name() == b.name() {
             return Some(NAME_EXACT);
         }
-        let homophone = a.pinyin == b.pinyin
-            || (a.name.len() == b.name.len()
-                && a.name
-                    .iter()
-                    .zip(b.name.iter())
+        let homophone = a.pinyin() == b.pinyin()
+            || (a.name_chars().count() == b.name_chars().count()
+                && a.name_chars()
+                    .zip(b.name_chars())
                     .enumerate()
                     .all(|(i, (ca, cb))| {
                         ca == cb || {
-                            let rb = b.readings_of(i);
-                            a.readings_of(i).iter().any(|r| rb.contains(r))
+                            let rb: Vec<&[u8]> = b.readings_of(i).chunks(4).collect();
+                            a.readings_of(i).chunks(4).any(|r| rb.contains(&r))
                         }
                     }));
         if homophone {
             return Some(NAME_HOMOPHONE);
         }
-        if within_one_edit(a.pinyin.as_bytes(), b.pinyin.as_bytes())
-            && one_syllable_slip(&a.pinyin, &b.pinyin)
-            && jaro_winkler(a.pinyin.as_bytes(), b.pinyin.as_bytes()) >= 0.9
+        if within_one_edit(a.pinyin(), b.pinyin())
+            && one_syllable_slip(a.pinyin(), b.pinyin())
+            && jaro_winkler(a.pinyin(), b.pinyin()) >= 0.9
         {
             return Some(NAME_SIMILAR);
         }
@@ -471,6 +510,12 @@ mod tests {
             "劉玉",
             "王霞",
             "王俠",
+            "王Anna",
+            "王Anne",
+            "玛丽·居里",
+            "玛莉居里",
+            "𠮷田",
+            "吉田",
             "",
         ];
         let feats: Vec<Features> = names.iter().map(|n| f(n, "1950-01-01", "110105")).collect();
@@ -482,8 +527,8 @@ mod tests {
                     level,
                     name_level_unfiltered(a, b),
                     "{:?} / {:?}",
-                    a.name,
-                    b.name
+                    String::from_utf8_lossy(a.name()),
+                    String::from_utf8_lossy(b.name())
                 );
                 if let Some(l) = level {
                     levels[l] += 1;

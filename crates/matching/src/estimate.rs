@@ -52,7 +52,7 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
     let a = em(&w, &pairs_a, iterations);
     // Pass B: same name pinyin → birth date, gender, region.
     let pairs_b: Vec<Gamma> = pairs(index, &feats, |f| {
-        (!f.pinyin.is_empty()).then(|| BlockKey::Pinyin(crate::pinyin_key(&f.pinyin)))
+        (!f.pinyin().is_empty()).then(|| BlockKey::Pinyin(crate::pinyin_key(f.pinyin())))
     })
     .map(|mut g| {
         g.name = None;

@@ -76,8 +76,8 @@ enum BlockKey {
     Pinyin(u64),
 }
 
-fn pinyin_key(pinyin: &str) -> u64 {
-    pinyin.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+fn pinyin_key(pinyin: &[u8]) -> u64 {
+    pinyin.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
@@ -232,7 +232,7 @@ impl Index {
         );
         for (pos, (&i, f)) in input_of.iter().zip(&features).enumerate() {
             let pos = pos as u32;
-            let key = (!f.pinyin.is_empty()).then(|| pinyin_key(&f.pinyin));
+            let key = (!f.pinyin().is_empty()).then(|| pinyin_key(f.pinyin()));
             if let Some(d) = f.birth_date {
                 dates.push((d.num_days_from_ce() as u64, i, pos));
                 if let Some(p) = key {
@@ -293,8 +293,8 @@ impl Index {
                 if let Some(s) = compare::swapped(d) {
                     keys.push(BlockKey::Date(s));
                 }
-                if !f.pinyin.is_empty() {
-                    let p = pinyin_key(&f.pinyin);
+                if !f.pinyin().is_empty() {
+                    let p = pinyin_key(f.pinyin());
                     keys.push(BlockKey::YearPinyin(d.year(), p));
                     // ±1 day across New Year changes the year.
                     match (d.month(), d.day()) {
@@ -304,7 +304,7 @@ impl Index {
                     }
                 }
             }
-            None if !f.pinyin.is_empty() => keys.push(BlockKey::Pinyin(pinyin_key(&f.pinyin))),
+            None if !f.pinyin().is_empty() => keys.push(BlockKey::Pinyin(pinyin_key(f.pinyin()))),
             None => {}
         }
         let mut out: Vec<usize> = keys

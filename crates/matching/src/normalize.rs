@@ -27,10 +27,24 @@ pub fn normalize_name(raw: &str) -> String {
 /// a reading are dropped.
 pub fn name_pinyin(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
-    let mut syllables: Vec<String> = Vec::with_capacity(chars.len());
+    name_pinyin_of(&chars)
+}
+
+/// [`name_pinyin`] of a name already split into characters, written into one string (a
+/// million pensioners' names are read this way to build the matcher).
+pub(crate) fn name_pinyin_of(chars: &[char]) -> String {
+    let mut out = String::with_capacity(chars.len() * 6);
+    let syllable = |out: &mut String, s: &str| {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        push_plain(out, s);
+    };
     let mut start = 0;
-    if let Some((len, readings)) = surname_override(&chars) {
-        syllables.extend(readings.iter().map(|s| s.to_string()));
+    if let Some((len, readings)) = surname_override(chars) {
+        for r in readings {
+            syllable(&mut out, r);
+        }
         start = len;
     }
     let mut latin = String::new();
@@ -40,32 +54,63 @@ pub fn name_pinyin(name: &str) -> String {
             continue;
         }
         if !latin.is_empty() {
-            syllables.push(std::mem::take(&mut latin));
+            syllable(&mut out, &latin);
+            latin.clear();
         }
         if let Some(p) = c.to_pinyin() {
-            syllables.push(plain(p.plain()));
+            syllable(&mut out, p.plain());
         }
     }
     if !latin.is_empty() {
-        syllables.push(latin);
+        syllable(&mut out, &latin);
     }
-    syllables.join(" ")
+    out
 }
 
 /// All toneless readings of one character (first reading first); the surname override, if
 /// any, is added by the caller. Used to treat 李娜/李那 as homophones even though the first
 /// reading of 娜 in the dictionary is "nuo".
+#[cfg(test)]
 pub(crate) fn readings(c: char) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(m) = c.to_pinyin_multi() {
         for p in m {
-            let s = plain(p.plain());
+            let mut s = String::new();
+            push_plain(&mut s, p.plain());
             if !out.contains(&s) {
                 out.push(s);
             }
         }
     }
     out
+}
+
+/// The readings of [`readings`], each as [`syllable_hash`] of it, without building strings;
+/// a reading may repeat (the caller keeps the first).
+pub(crate) fn reading_hashes(c: char) -> impl Iterator<Item = u32> {
+    c.to_pinyin_multi()
+        .into_iter()
+        .flatten()
+        .map(|p| syllable_hash(p.plain()))
+}
+
+/// A syllable as a number (FNV-1a over its plain form, ü as v): comparing readings needs
+/// equality only.
+pub(crate) fn syllable_hash(s: &str) -> u32 {
+    let mut h = 0x811c_9dc5_u32;
+    let mut byte = |b: u8| h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    for c in s.chars() {
+        match c {
+            'ü' => byte(b'v'),
+            _ => {
+                let mut buf = [0; 4];
+                for &b in c.encode_utf8(&mut buf).as_bytes() {
+                    byte(b);
+                }
+            }
+        }
+    }
+    h
 }
 
 /// The surname reading override: (characters consumed, readings).
@@ -109,8 +154,8 @@ pub(crate) fn surname_override(chars: &[char]) -> Option<(usize, &'static [&'sta
 
 /// The "plain" form of the pinyin crate writes ü as "ü"; keyboards and other systems write
 /// "v", so both sides are brought to "v".
-fn plain(s: &str) -> String {
-    s.replace('ü', "v")
+fn push_plain(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| if c == 'ü' { 'v' } else { c }));
 }
 
 fn is_middle_dot(c: char) -> bool {
@@ -235,5 +280,21 @@ mod tests {
         assert_eq!(name_pinyin("吕丽"), "lv li");
         assert_eq!(name_pinyin("王Anna"), "wang anna");
         assert!(readings('娜').contains(&"na".to_string()));
+    }
+
+    #[test]
+    fn reading_hashes_are_the_hashes_of_the_plain_readings() {
+        assert_eq!(syllable_hash("lü"), syllable_hash("lv"));
+        assert_ne!(syllable_hash("lü"), syllable_hash("lu"));
+        for c in "娜吕绿女单曾解行乐李".chars() {
+            let mut hashed: Vec<u32> = Vec::new();
+            for h in reading_hashes(c) {
+                if !hashed.contains(&h) {
+                    hashed.push(h);
+                }
+            }
+            let expected: Vec<u32> = readings(c).iter().map(|r| syllable_hash(r)).collect();
+            assert_eq!(hashed, expected, "{c}");
+        }
     }
 }
