@@ -306,6 +306,72 @@ struct Prepared {
     checked: Checked,
     id_key: Option<[u8; 16]>,
     exact: Option<i64>,
+    /// For a record matched by name (see [`wants_name_match`]): how it matched.
+    name_match: Option<lifecert_matching::MatchResult>,
+}
+
+impl Prepared {
+    /// The person to match by name, for a record that has no valid ID number but a name.
+    fn by_name(&self) -> Option<lifecert_matching::Person> {
+        match &self.checked {
+            Checked::Ok(_, rec, _) if wants_name_match(self.id_key, rec) => Some(person_of(rec)),
+            _ => None,
+        }
+    }
+}
+
+/// The matcher as the preparing thread gets it: the first time a chunk has records to
+/// match by name, they go to the async side as the sample (for EM), which builds the
+/// matcher from the roll and sends it back. Matching then runs on the preparing side,
+/// while the chunks before are being stored.
+struct MatcherLink {
+    ask: tokio::sync::mpsc::Sender<Vec<lifecert_matching::Person>>,
+    answer: std::sync::mpsc::Receiver<Result<std::sync::Arc<Matcher>>>,
+    matcher: Option<std::sync::Arc<Matcher>>,
+}
+
+impl MatcherLink {
+    /// Matches the records of a chunk that are matched by name.
+    fn classify(&mut self, chunk: &mut [Prepared]) -> Result<()> {
+        let people: Vec<lifecert_matching::Person> =
+            chunk.iter().filter_map(Prepared::by_name).collect();
+        if people.is_empty() {
+            return Ok(());
+        }
+        let stopped = || AppError::Io("matching stopped: the feed was abandoned".into());
+        let matcher = match &self.matcher {
+            Some(m) => m.clone(),
+            None => {
+                self.ask
+                    .blocking_send(people.clone())
+                    .map_err(|_| stopped())?;
+                let m = self.answer.recv().map_err(|_| stopped())??;
+                self.matcher = Some(m.clone());
+                m
+            }
+        };
+        let mut results = matcher.classify_all(&people).into_iter();
+        for p in chunk.iter_mut() {
+            if matches!(&p.checked, Checked::Ok(_, rec, _) if wants_name_match(p.id_key, rec)) {
+                p.name_match = results.next();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MatcherLink {
+    fn drop(&mut self) {
+        if let Some(matcher) = self.matcher.take() {
+            free_in_background(matcher);
+        }
+    }
+}
+
+/// Frees a matcher on a thread of its own: a million pensioners' features are a million
+/// frees, and nothing needs to wait for them.
+fn free_in_background<T: Send + 'static>(matcher: T) {
+    std::thread::spawn(move || drop(matcher));
 }
 
 enum Checked {
@@ -374,6 +440,7 @@ impl Preparer {
                         checked: checked(record, self.today),
                         id_key,
                         exact: self.look_up(id_key),
+                        name_match: None,
                     }
                 })
                 .collect(),
@@ -394,6 +461,7 @@ impl Preparer {
                     checked: checked(Err(e.clone()), self.today),
                     id_key,
                     exact,
+                    name_match: None,
                 }
             }
         };
@@ -416,6 +484,7 @@ impl Preparer {
                     checked,
                     id_key,
                     exact,
+                    name_match: None,
                 };
             }
             // An exact match needs only its id and date; the rest is read for matching
@@ -431,6 +500,7 @@ impl Preparer {
             checked: checked(Ok(record), self.today),
             id_key,
             exact,
+            name_match: None,
         }
     }
 }
@@ -521,7 +591,7 @@ struct Planned {
     recipient: Option<i64>,
     /// Matched by name, birth date, gender and region: it has no valid ID number (a
     /// valid number that is not on the roll is someone else's) but has a name.
-    by_name: bool,
+    name_match: Option<lifecert_matching::MatchResult>,
 }
 
 /// Records without a valid ID number are matched by name, birth date, gender and region.
@@ -533,22 +603,15 @@ fn wants_name_match(id_key: Option<[u8; 16]>, rec: &FeedRecord) -> bool {
 
 struct IngestState<'a> {
     summary: &'a mut FeedSummary,
-    matcher: Option<std::sync::Arc<Matcher>>,
     /// Exact matches were looked up in the ID table while preparing.
     id_table: bool,
     /// `--dry-run`: the pensioners the exact matches name.
     matched: IdSet,
-    /// ID-less records waiting for probabilistic matching, in order.
-    prob: Vec<lifecert_matching::Person>,
     /// Signs of life of the open transaction, stored in pensioner order before it commits.
     signs: Vec<lifecert_store::LifeSign>,
 }
 
 impl IngestState<'_> {
-    fn prob_records(&mut self, rec: &FeedRecord) {
-        self.prob.push(person_of(rec));
-    }
-
     /// Stores the open transaction's signs of life and lists their pensioners as pending.
     async fn store_signs(&mut self, tx: &mut WriteTx) -> Result<()> {
         // Sorted by pensioner first.
@@ -889,7 +952,7 @@ impl App {
         &self,
         source: &Source,
         mut reader: Reader,
-        mut report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
+        report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
         dry_run: bool,
         large: bool,
     ) -> Result<FeedSummary> {
@@ -907,7 +970,7 @@ impl App {
         };
         // Three stages: reading rows, preparing them (fields, ID tokens, table look-up),
         // and storing them here; each hands batches to the next through a short queue.
-        let (tx_chunks, mut chunks) = tokio::sync::mpsc::channel::<Vec<Prepared>>(2);
+        let (tx_chunks, chunks) = tokio::sync::mpsc::channel::<Result<Vec<Prepared>>>(2);
         let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<RawBatch>(4);
         let mut first = Some(first);
         let reading = tokio::task::spawn_blocking(move || loop {
@@ -928,78 +991,72 @@ impl App {
             keys: self.keys.clone(),
             table: id_table.clone(),
         };
+        let (ask, mut asked) = tokio::sync::mpsc::channel(1);
+        let (answer, answers) = std::sync::mpsc::sync_channel(1);
+        let mut link = MatcherLink {
+            ask,
+            answer: answers,
+            matcher: None,
+        };
         let preparing = tokio::task::spawn_blocking(move || {
+            // Matches a chunk's records by name and hands it over; false when the feed
+            // stops here. (Counting matches them all at the end: see `count_feed`.)
+            let mut send = |mut chunk: Vec<Prepared>| {
+                let matched = match counting {
+                    true => Ok(chunk),
+                    false => link.classify(&mut chunk).map(|()| chunk),
+                };
+                let ok = matched.is_ok();
+                tx_chunks.blocking_send(matched).is_ok() && ok
+            };
             let mut chunk = Vec::with_capacity(CHUNK);
             for batch in rx_raw {
                 chunk.extend(preparer.prepare(batch));
                 if chunk.len() >= CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    if tx_chunks.blocking_send(full).is_err() {
+                    if !send(full) {
                         return;
                     }
                 }
             }
             if !chunk.is_empty() {
-                let _ = tx_chunks.blocking_send(chunk);
+                send(chunk);
             }
         });
+        // The matcher is built when the preparing side first asks for it, while the
+        // chunks before are stored.
+        let serve = async {
+            if let Some(sample) = asked.recv().await {
+                let built = self.build_matcher(&sample).await;
+                let _ = answer.send(built.map(std::sync::Arc::new));
+            }
+        };
         let mut st = IngestState {
             summary: &mut summary,
-            matcher: None,
             id_table: id_table.is_some(),
             matched: IdSet::default(),
-            prob: Vec::new(),
             signs: Vec::new(),
         };
-        if counting {
-            self.count_feed(&mut chunks, &mut st).await?;
-        }
-        // Chunks are stored many to a transaction: every commit writes each page it
-        // changed, and a feed's signs of life land all over the table of them, so fewer,
-        // larger commits write far less. Report lines wait for their commit.
-        let mut open: Option<WriteTx> = None;
-        let mut held: Vec<ReportLine> = Vec::new();
-        let mut in_tx = 0;
-        while let Some(chunk) = chunks.recv().await {
-            if dry_run {
-                let lines = self.preview_chunk(chunk, &mut st).await?;
-                tally(st.summary, &mut report, lines);
-                continue;
-            }
-            let mut tx = match open.take() {
-                Some(tx) => tx,
-                None => self.store.begin_write().await?,
-            };
-            in_tx += chunk.len();
-            let lines = self
-                .apply_chunk(&mut tx, &actor, source, chunk, &mut st)
-                .await?;
-            // Without a report only the counts are kept (they are shown only if the whole
-            // feed goes in).
-            match report {
-                Some(_) => held.extend(lines),
-                None => tally(st.summary, &mut report, lines),
-            }
-            if in_tx < RECORDS_PER_COMMIT {
-                open = Some(tx);
-                continue;
-            }
-            in_tx = 0;
-            st.store_signs(&mut tx).await?;
-            tx.commit().await?;
-            tally(st.summary, &mut report, std::mem::take(&mut held));
-        }
-        // Every record is matched. Freeing a million pensioners' features is a few million
-        // small frees: done on a thread of its own, it waits for nothing and nothing waits
-        // for it.
-        if let Some(matcher) = st.matcher.take() {
-            std::thread::spawn(move || drop(matcher));
-        }
-        if let Some(mut tx) = open {
-            st.store_signs(&mut tx).await?;
-            tx.commit().await?;
-            tally(st.summary, &mut report, held);
-        }
+        let work = async {
+            // Owned here, so that the preparing side stops (and stops asking for a
+            // matcher) as soon as this ends, with an error or not.
+            let mut chunks = chunks;
+            let stored = self
+                .store_chunks(
+                    &mut chunks,
+                    &mut st,
+                    source,
+                    &actor,
+                    report,
+                    dry_run,
+                    counting,
+                )
+                .await;
+            drop(chunks);
+            stored
+        };
+        let ((), stored) = tokio::join!(serve, work);
+        stored?;
         for stage in [reading, preparing] {
             stage
                 .await
@@ -1025,6 +1082,63 @@ impl App {
             );
         }
         Ok(summary)
+    }
+
+    /// Counts, previews or stores the prepared chunks of a feed.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_chunks(
+        &self,
+        chunks: &mut tokio::sync::mpsc::Receiver<Result<Vec<Prepared>>>,
+        st: &mut IngestState<'_>,
+        source: &Source,
+        actor: &Actor,
+        mut report: Option<&mut (dyn FnMut(ReportLine) + Send)>,
+        dry_run: bool,
+        counting: bool,
+    ) -> Result<()> {
+        if counting {
+            return self.count_feed(chunks, st).await;
+        }
+        // Chunks are stored many to a transaction: every commit writes each page it
+        // changed, and a feed's signs of life land all over the table of them, so fewer,
+        // larger commits write far less. Report lines wait for their commit.
+        let mut open: Option<WriteTx> = None;
+        let mut held: Vec<ReportLine> = Vec::new();
+        let mut in_tx = 0;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk?;
+            if dry_run {
+                let lines = self.preview_chunk(chunk, st).await?;
+                tally(st.summary, &mut report, lines);
+                continue;
+            }
+            let mut tx = match open.take() {
+                Some(tx) => tx,
+                None => self.store.begin_write().await?,
+            };
+            in_tx += chunk.len();
+            let lines = self.apply_chunk(&mut tx, actor, source, chunk, st).await?;
+            // Without a report only the counts are kept (they are shown only if the whole
+            // feed goes in).
+            match report {
+                Some(_) => held.extend(lines),
+                None => tally(st.summary, &mut report, lines),
+            }
+            if in_tx < RECORDS_PER_COMMIT {
+                open = Some(tx);
+                continue;
+            }
+            in_tx = 0;
+            st.store_signs(&mut tx).await?;
+            tx.commit().await?;
+            tally(st.summary, &mut report, std::mem::take(&mut held));
+        }
+        if let Some(mut tx) = open {
+            st.store_signs(&mut tx).await?;
+            tx.commit().await?;
+            tally(st.summary, &mut report, held);
+        }
+        Ok(())
     }
 
     /// Every pensioner's ID look-up token, for matching a large feed in memory.
@@ -1066,9 +1180,12 @@ impl App {
     /// `--dry-run` without a report: counts the classes. Records to be matched by name are
     /// collected and matched at the end, against a matcher built while the rest of the
     /// feed is read.
+    /// Counts a feed without storing or reporting it. Records are counted as they come,
+    /// in any order; those to match by name are matched at the end, by a matcher built
+    /// meanwhile (a feed of millions then never waits for it).
     async fn count_feed(
         &self,
-        chunks: &mut tokio::sync::mpsc::Receiver<Vec<Prepared>>,
+        chunks: &mut tokio::sync::mpsc::Receiver<Result<Vec<Prepared>>>,
         st: &mut IngestState<'_>,
     ) -> Result<()> {
         let (tx_sample, rx_sample) = tokio::sync::oneshot::channel::<Vec<_>>();
@@ -1078,39 +1195,33 @@ impl App {
                 Err(_) => Ok(None),
             }
         };
+        let mut by_name = Vec::new();
         let count = async {
             let mut tx_sample = Some(tx_sample);
             while let Some(chunk) = chunks.recv().await {
-                for p in chunk {
-                    let Prepared {
-                        checked,
-                        id_key,
-                        exact,
-                    } = p;
-                    let rec = match checked {
-                        Checked::Rejected(_) => {
-                            st.summary.count("rejected");
-                            continue;
-                        }
+                for p in chunk? {
+                    if let Some(person) = p.by_name() {
+                        by_name.push(person);
+                        continue;
+                    }
+                    match p.checked {
+                        Checked::Rejected(_) => st.summary.count("rejected"),
                         // A correction is classed as a report shows it.
-                        Checked::Void(..) => {
-                            st.summary.count("exact");
-                            continue;
+                        Checked::Void(..) => st.summary.count("exact"),
+                        Checked::Ok(..) => {
+                            match self.exact_id(None, st.id_table, p.id_key, p.exact).await? {
+                                Some(id) => {
+                                    st.summary.count("exact");
+                                    st.matched.insert(id);
+                                }
+                                None => st.summary.count("unmatched"),
+                            }
                         }
-                        Checked::Ok(_, rec, _) => rec,
-                    };
-                    match self.exact_id(None, st.id_table, id_key, exact).await? {
-                        Some(id) => {
-                            st.summary.count("exact");
-                            st.matched.insert(id);
-                        }
-                        None if wants_name_match(id_key, &rec) => st.prob_records(&rec),
-                        None => st.summary.count("unmatched"),
                     }
                 }
-                if !st.prob.is_empty() {
+                if !by_name.is_empty() {
                     if let Some(tx) = tx_sample.take() {
-                        let _ = tx.send(st.prob.clone());
+                        let _ = tx.send(by_name.clone());
                     }
                 }
             }
@@ -1118,8 +1229,17 @@ impl App {
         };
         let (matcher, counted) = tokio::join!(build, count);
         counted?;
-        st.matcher = matcher?.map(std::sync::Arc::new);
-        for m in self.match_probabilistic(st).await? {
+        let Some(matcher) = matcher? else {
+            return Ok(());
+        };
+        let results = tokio::task::spawn_blocking(move || {
+            let results = matcher.classify_all(&by_name);
+            free_in_background(matcher);
+            results
+        })
+        .await
+        .map_err(|e| AppError::Io(format!("matching stopped: {e}")))?;
+        for m in results {
             st.summary.count(class_name(m.class));
         }
         Ok(())
@@ -1131,12 +1251,12 @@ impl App {
         st: &mut IngestState<'_>,
     ) -> Result<Vec<ReportLine>> {
         let mut lines = Vec::with_capacity(chunk.len());
-        let mut pending_prob = Vec::new();
         for p in chunk {
             let Prepared {
                 checked,
                 id_key,
                 exact,
+                name_match,
             } = p;
             let (record_id, rec) = match checked {
                 Checked::Rejected(line) => {
@@ -1154,6 +1274,23 @@ impl App {
                 }
                 Checked::Ok(record_id, rec, _) => (record_id, rec),
             };
+            if let Some(m) = name_match {
+                let class = class_name(m.class);
+                let mut line = report_line(
+                    record_id,
+                    class,
+                    m.candidate_id,
+                    match m.class {
+                        lifecert_matching::Class::Unmatched => {
+                            "no pensioner matches by name, birth date, gender and region".into()
+                        }
+                        _ => format!("{class} match by name, birth date, gender and region"),
+                    },
+                );
+                line.score = m.score.is_finite().then_some(m.score);
+                lines.push(line);
+                continue;
+            }
             match self.exact_id(None, st.id_table, id_key, exact).await? {
                 Some(id) => {
                     st.matched.insert(id);
@@ -1164,52 +1301,10 @@ impl App {
                         "matched by ID number",
                     ));
                 }
-                None if wants_name_match(id_key, &rec) => {
-                    pending_prob.push(lines.len());
-                    lines.push(report_line(record_id, "unmatched", None, ""));
-                    st.prob_records(&rec);
-                }
                 None => lines.push(unmatched_line(self.id_scheme(), &record_id, &rec)),
             }
         }
-        let results = self.match_probabilistic(st).await?;
-        for (i, m) in pending_prob.into_iter().zip(results) {
-            let line = &mut lines[i];
-            line.class = class_name(m.class);
-            line.score = m.score.is_finite().then_some(m.score);
-            line.recipient_id = m.candidate_id;
-            line.reason = match m.class {
-                lifecert_matching::Class::Unmatched => {
-                    "no pensioner matches by name, birth date, gender and region".into()
-                }
-                _ => format!(
-                    "{} match by name, birth date, gender and region",
-                    line.class
-                )
-                .into(),
-            };
-        }
         Ok(lines)
-    }
-
-    /// Matches the ID-less records collected in `st` (building the matcher the first time).
-    async fn match_probabilistic(
-        &self,
-        st: &mut IngestState<'_>,
-    ) -> Result<Vec<lifecert_matching::MatchResult>> {
-        let people = std::mem::take(&mut st.prob);
-        if people.is_empty() {
-            return Ok(Vec::new());
-        }
-        if st.matcher.is_none() {
-            st.matcher = Some(std::sync::Arc::new(self.build_matcher(&people).await?));
-        }
-        let Some(matcher) = st.matcher.clone() else {
-            return Ok(Vec::new());
-        };
-        tokio::task::spawn_blocking(move || matcher.classify_all(&people))
-            .await
-            .map_err(|e| AppError::Io(format!("matching stopped: {e}")))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1230,6 +1325,7 @@ impl App {
                 checked,
                 id_key,
                 exact,
+                name_match,
             } = p;
             match checked {
                 Checked::Rejected(line) => lines.push(line),
@@ -1245,17 +1341,13 @@ impl App {
                 }
                 Checked::Ok(record_id, rec, event) => {
                     let recipient = self.exact_id(Some(tx), st.id_table, id_key, exact).await?;
-                    let by_name = recipient.is_none() && wants_name_match(id_key, &rec);
-                    if by_name {
-                        st.prob_records(&rec);
-                    }
                     run.push(Planned {
                         line: lines.len(),
                         record_id,
                         rec,
                         event,
                         recipient,
-                        by_name,
+                        name_match,
                     });
                     lines.push(report_line("", "unmatched", None, ""));
                 }
@@ -1280,14 +1372,8 @@ impl App {
         if run.is_empty() {
             return Ok(());
         }
-        // Matching of the ID-less records of the run.
-        let prob_results = self.match_probabilistic(st).await?;
-        let mut prob = prob_results.into_iter();
-        let mut matches: Vec<Option<lifecert_matching::MatchResult>> =
-            Vec::with_capacity(run.len());
-        for p in &run {
-            matches.push(if p.by_name { prob.next() } else { None });
-        }
+        let matches: Vec<Option<lifecert_matching::MatchResult>> =
+            run.iter_mut().map(|p| p.name_match.take()).collect();
         let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
         let rows: HashMap<i64, lifecert_store::RecipientFacts> = tx
             .recipient_facts(&ids)
@@ -1846,7 +1932,16 @@ fn decrypt_candidates(
         Ok(lifecert_matching::Candidate {
             id: c.id,
             person: lifecert_matching::Person {
-                name: keys.decrypt_str(lifecert_crypto::Field::Name, &c.name_enc)?,
+                name: keys
+                    .decrypt_str(lifecert_crypto::Field::Name, &c.name_enc)
+                    .map_err(|e| {
+                        AppError::Corrupt(format!(
+                            "the name of pensioner {} cannot be decrypted ({e}), so records \
+                             without an ID number cannot be matched: check the master key \
+                             or restore this pensioner's row",
+                            c.id
+                        ))
+                    })?,
                 birth_date: lifecert_domain::parse_date(&c.birth_date).ok(),
                 gender: lifecert_domain::Gender::parse(&c.gender),
                 region: Some(c.region_code.clone()),

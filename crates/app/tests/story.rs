@@ -1566,6 +1566,74 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
             ("probable", Some(v.recipient_id)),
             "{lines:?}"
         );
+
+        // A name on the roll that cannot be decrypted stops the matcher: the feed fails
+        // with that error, and nothing of it is stored (its records are not duplicates
+        // after the roll is mended).
+        let stored = || async {
+            sqlx::query("SELECT COUNT(*) FROM feed_records")
+                .fetch_one(app.store().pool())
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        };
+        let before = stored().await;
+        let (good,): (Vec<u8>,) = sqlx::query_as(
+            &app.store()
+                .dialect()
+                .sql("SELECT name_enc FROM recipients WHERE id = ?"),
+        )
+        .bind(v.recipient_id)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+        let set_name = |name: Vec<u8>| {
+            let sql = app
+                .store()
+                .dialect()
+                .sql("UPDATE recipients SET name_enc = ? WHERE id = ?");
+            let pool = app.store().pool().clone();
+            async move {
+                sqlx::query(&sql)
+                    .bind(name)
+                    .bind(v.recipient_id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        };
+        set_name(vec![0x01, 0x02, 0x03]).await;
+        let fifth = b.file(
+            "fifth.csv",
+            "record_id,id_number,name,gender,birth_date,event_date,region_code
+             z1,,陳秀英,F,1945-12-03,2026-11-05,440305
+",
+        );
+        let source = app.source("hospital_visit").unwrap();
+        for mode in ["ingest", "preview with a report", "count"] {
+            let failed = match mode {
+                "ingest" => app.ingest_feed(&source, &fifth, format, None).await,
+                "count" => app.preview_feed(&source, &fifth, format, None).await,
+                _ => {
+                    let mut report = |_| {};
+                    app.preview_feed(&source, &fifth, format, Some(&mut report))
+                        .await
+                }
+            };
+            let err = failed.expect_err("a corrupt roll must stop the feed");
+            assert!(
+                err.to_string().contains(&format!(
+                    "the name of pensioner {} cannot be decrypted",
+                    v.recipient_id
+                )),
+                "{} {mode}: {err}",
+                b.name
+            );
+        }
+        assert_eq!(stored().await, before, "{}", b.name);
+        set_name(good).await;
+        let (s, lines) = ingest(&app, "hospital_visit", &fifth).await;
+        assert_eq!((s.duplicates_ignored, lines[0].class), (0, "probable"));
         b.drop_pg(app).await;
     }
 }
