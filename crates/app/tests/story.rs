@@ -14,7 +14,7 @@ use lifecert_domain::{Channel, NationalId, Outcome, Policy, YearMonth};
 use lifecert_store::{Dialect, Store, Table};
 use sqlx::{Connection, Executor};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[path = "story/id_schemes.rs"]
@@ -62,6 +62,36 @@ struct Backend {
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static SWEPT: AtomicBool = AtomicBool::new(false);
+
+/// A story that fails leaves its PostgreSQL database behind (it is dropped only at the
+/// end of a story that passed). The databases of test processes that are no longer
+/// running are dropped, once per process.
+async fn drop_databases_of_ended_runs(conn: &mut sqlx::AnyConnection) {
+    use sqlx::Row;
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query("SELECT datname::text FROM pg_database WHERE datname LIKE 'lifecert_story_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    for name in names {
+        let pid = name.trim_start_matches("lifecert_story_").split('_').next();
+        let ended = pid
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if ended {
+            conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
 
 async fn backends() -> Vec<Backend> {
     let mut out = vec![{
@@ -82,6 +112,9 @@ async fn backends() -> Vec<Backend> {
                 COUNTER.fetch_add(1, Ordering::SeqCst)
             );
             let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            if !SWEPT.swap(true, Ordering::SeqCst) {
+                drop_databases_of_ended_runs(&mut conn).await;
+            }
             conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
                 .await
                 .unwrap();
