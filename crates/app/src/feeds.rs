@@ -1014,9 +1014,9 @@ impl App {
             let mut chunk = Vec::with_capacity(CHUNK);
             for batch in rx_raw {
                 chunk.extend(preparer.prepare(batch));
-                if chunk.len() >= CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    if !send(full) {
+                while chunk.len() >= CHUNK {
+                    let rest = chunk.split_off(CHUNK);
+                    if !send(std::mem::replace(&mut chunk, rest)) {
                         return;
                     }
                 }
@@ -1120,6 +1120,8 @@ impl App {
             };
             in_tx += chunk.len();
             let lines = self.apply_chunk(&mut tx, actor, source, chunk, st).await?;
+            // While the next chunk is being matched.
+            tx.write_audit().await?;
             // Without a report only the counts are kept (they are shown only if the whole
             // feed goes in).
             match report {

@@ -1667,6 +1667,34 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         set_name(good).await;
         let (s, lines) = ingest(&app, "hospital_visit", &fifth).await;
         assert_eq!((s.duplicates_ignored, lines[0].class), (0, "probable"));
+
+        // A feed of more than one chunk (10,000 records): each probable match opens its
+        // review case, audited; the audit of each chunk is written as the feed goes, and
+        // the chain holds.
+        let opened = || async {
+            sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'review_case.opened'")
+                .fetch_one(app.store().pool())
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        };
+        let audited = opened().await;
+        let mut many =
+            String::from("record_id,id_number,name,gender,birth_date,event_date,region_code\n");
+        for i in 0..10_050 {
+            many.push_str(&format!("m{i},,陳秀英,F,1945-12-03,2026-11-06,440305\n"));
+        }
+        let (s, lines) = ingest(&app, "hospital_visit", &b.file("many.csv", &many)).await;
+        assert_eq!(
+            (s.probable, s.reviews_opened),
+            (10_050, 10_050),
+            "{}",
+            b.name
+        );
+        assert!(lines.iter().all(|l| l.recipient_id == Some(v.recipient_id)));
+        assert_eq!(opened().await - audited, 10_050, "{}", b.name);
+        let check = app.store().verify_audit().await.unwrap();
+        assert_eq!(check.first_bad_seq, None, "{}: {check:?}", b.name);
         b.drop_pg(app).await;
     }
 }

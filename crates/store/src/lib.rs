@@ -295,10 +295,17 @@ impl WriteTx {
         self.pending.push(record);
     }
 
+    /// Writes the audit entries added so far, and the chain head, in this transaction
+    /// (they count only once it commits). A long transaction does this as it goes, so
+    /// that the writing overlaps its other work instead of waiting for the commit.
+    pub async fn write_audit(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        audit::write(&mut self.tx, self.dialect, &pending, &self.head).await
+    }
+
     /// Writes the pending audit entries and the new chain head, then commits.
     pub async fn commit(mut self) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        audit::write(&mut self.tx, self.dialect, &pending, &self.head).await?;
+        self.write_audit().await?;
         self.tx.commit().await?;
         Ok(())
     }
