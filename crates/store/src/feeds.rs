@@ -151,13 +151,9 @@ impl crate::Store {
                 limit,
             )
             .await?;
-        let mut out = joined
-            .iter()
+        let mut out = joined_rows(&joined)
             .map(|row| {
-                let f: Vec<&str> = row.split(',').collect();
-                let [id, name, gender, birth_date, region_code] = f[..] else {
-                    return Err(corrupt_row(row));
-                };
+                let [id, name, gender, birth_date, region_code] = split_fields(row)?;
                 Ok(MatchCandidateRow {
                     id: id.parse().map_err(|_| corrupt_row(row))?,
                     name_enc: from_hex(name).ok_or_else(|| corrupt_row(row))?,
@@ -183,10 +179,9 @@ impl crate::Store {
                 limit,
             )
             .await?;
-        let mut out = joined
-            .iter()
+        let mut out = joined_rows(&joined)
             .map(|row| {
-                let (id, bidx) = row.split_once(',').ok_or_else(|| corrupt_row(row))?;
+                let [id, bidx] = split_fields(row)?;
                 Ok((
                     id.parse().map_err(|_| corrupt_row(row))?,
                     from_hex(bidx).ok_or_else(|| corrupt_row(row))?,
@@ -207,15 +202,14 @@ impl crate::Store {
         page: &str,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Option<String>> {
         let sql = self.sql(&joined_sql(self.dialect, fields, page));
-        let joined = sqlx::query(&sql)
+        Ok(sqlx::query(&sql)
             .bind(after_id)
             .bind(limit)
             .fetch_one(&self.pool)
             .await?
-            .try_get(0)?;
-        Ok(joined_rows(joined))
+            .try_get(0)?)
     }
 
     /// A binary column as hexadecimal text.
@@ -244,11 +238,22 @@ fn string_agg(dialect: crate::Dialect, expr: &str, separator: &str) -> String {
     }
 }
 
-/// The rows of a [`joined_sql`] string (none when it is NULL: no rows).
-fn joined_rows(joined: Option<String>) -> Vec<String> {
-    joined
-        .map(|j| j.split(';').map(str::to_string).collect())
-        .unwrap_or_default()
+/// The rows of a [`joined_sql`] string (none when it is NULL: no rows), read in place.
+fn joined_rows(joined: &Option<String>) -> impl Iterator<Item = &str> {
+    joined.as_deref().into_iter().flat_map(|j| j.split(';'))
+}
+
+/// The `N` comma-separated fields of a joined row, read in place.
+fn split_fields<const N: usize>(row: &str) -> Result<[&str; N]> {
+    let mut parts = row.split(',');
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = parts.next().ok_or_else(|| corrupt_row(row))?;
+    }
+    match parts.next() {
+        None => Ok(out),
+        Some(_) => Err(corrupt_row(row)),
+    }
 }
 
 /// An empty field of a joined row is a NULL.
@@ -508,13 +513,9 @@ impl WriteTx {
             .fetch_one(self.conn())
             .await?
             .try_get(0)?;
-        let mut out = joined_rows(joined)
-            .iter()
+        let mut out = joined_rows(&joined)
             .map(|row| {
-                let f: Vec<&str> = row.split(',').collect();
-                let [id, status, death, last, start, birth, region] = f[..] else {
-                    return Err(corrupt_row(row));
-                };
+                let [id, status, death, last, start, birth, region] = split_fields(row)?;
                 let id = id.parse().map_err(|_| corrupt_row(row))?;
                 if status.is_empty() {
                     return Ok((id, None));
@@ -673,13 +674,10 @@ impl WriteTx {
                 q = q.bind(*id);
             }
             let joined = q.fetch_one(self.conn()).await?.try_get(0)?;
-            for row in joined_rows(joined) {
-                let f: Vec<&str> = row.split(',').collect();
-                let [id, birth_date, status, death_date] = f[..] else {
-                    return Err(corrupt_row(&row));
-                };
+            for row in joined_rows(&joined) {
+                let [id, birth_date, status, death_date] = split_fields(row)?;
                 out.push(RecipientFacts {
-                    id: id.parse().map_err(|_| corrupt_row(&row))?,
+                    id: id.parse().map_err(|_| corrupt_row(row))?,
                     birth_date: birth_date.to_string(),
                     status: status.to_string(),
                     death_date: optional(death_date),
@@ -692,7 +690,18 @@ impl WriteTx {
 
 #[cfg(test)]
 mod tests {
-    use super::from_hex;
+    use super::{from_hex, joined_rows, split_fields};
+
+    #[test]
+    fn joined_rows_and_their_fields_are_read_in_place() {
+        let joined = Some("1,a,b;2,c,".to_string());
+        let rows: Vec<&str> = joined_rows(&joined).collect();
+        assert_eq!(rows, ["1,a,b", "2,c,"]);
+        assert_eq!(split_fields::<3>(rows[1]).unwrap(), ["2", "c", ""]);
+        assert!(split_fields::<2>(rows[0]).is_err(), "a field too many");
+        assert!(split_fields::<4>(rows[0]).is_err(), "a field too few");
+        assert_eq!(joined_rows(&None).count(), 0);
+    }
 
     #[test]
     fn hex_reads_both_cases_and_refuses_the_rest() {
