@@ -24,7 +24,8 @@ bench/.venv (created by bench/peers/setup.sh when missing). Standard library onl
 Prints the machine, a table of the runs and the quality tables, and writes everything as
 JSON to the work folder. It asserts nothing about timing. The table also gives each run's
 CPU seconds and the load average just before it: on a shared machine, --quiet-load waits
-for the others' builds to finish first.
+for the others' builds to finish first. Before each run the file system is synced, so that
+no run pays for writing out what the run before left dirty.
 """
 
 import argparse
@@ -90,6 +91,9 @@ def measure(argv, env=None, stdout_path=None, stderr_path=None, cwd=ROOT):
     CPU seconds (user + system) of the process, the 1-minute load average before it)."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+    # The pages the previous run (or the copy of the database) left dirty are written out
+    # first, so that no run pays for the writeback of another.
+    os.sync()
     wait_for_quiet()
     load = loadavg()
     try:
