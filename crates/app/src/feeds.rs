@@ -313,12 +313,17 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// The person to match by name, for a record that has no valid ID number but a name.
-    fn by_name(&self) -> Option<lifecert_matching::Person> {
+    /// The record, if it is to be matched by name: it has no valid ID number but a name.
+    fn for_name_match(&self) -> Option<&FeedRecord> {
         match &self.checked {
-            Checked::Ok(_, rec, _) if wants_name_match(self.id_key, rec) => Some(person_of(rec)),
+            Checked::Ok(_, rec, _) if wants_name_match(self.id_key, rec) => Some(rec),
             _ => None,
         }
+    }
+
+    /// The person to match by name, for such a record.
+    fn by_name(&self) -> Option<lifecert_matching::Person> {
+        self.for_name_match().map(person_of)
     }
 }
 
@@ -354,7 +359,7 @@ impl MatcherLink {
         };
         let mut results = matcher.classify_all(&people).into_iter();
         for p in chunk.iter_mut() {
-            if matches!(&p.checked, Checked::Ok(_, rec, _) if wants_name_match(p.id_key, rec)) {
+            if p.for_name_match().is_some() {
                 p.name_match = results.next();
             }
         }
@@ -657,6 +662,11 @@ fn unmatched_line(scheme: IdScheme, record_id: &str, rec: &FeedRecord) -> Report
         "no pensioner with this ID number".into()
     };
     report_line(record_id, "unmatched", None, reason)
+}
+
+/// The report's reason for a record matched by name.
+fn name_match_reason(class: &str) -> String {
+    format!("{class} match by name, birth date, gender and region")
 }
 
 fn class_name(c: lifecert_matching::Class) -> &'static str {
@@ -1181,10 +1191,7 @@ impl App {
         Ok(row.map(|r| r.id))
     }
 
-    /// `--dry-run` without a report: counts the classes. Records to be matched by name are
-    /// collected and matched at the end, against a matcher built while the rest of the
-    /// feed is read.
-    /// Counts a feed without storing or reporting it. Records are counted as they come,
+    /// `--dry-run` without a report: counts a feed without storing or reporting it. Records are counted as they come,
     /// in any order; those to match by name are matched at the end, by a matcher built
     /// meanwhile (a feed of millions then never waits for it).
     async fn count_feed(
@@ -1288,7 +1295,7 @@ impl App {
                         lifecert_matching::Class::Unmatched => {
                             "no pensioner matches by name, birth date, gender and region".into()
                         }
-                        _ => format!("{class} match by name, birth date, gender and region"),
+                        _ => name_match_reason(class),
                     },
                 );
                 line.score = m.score.is_finite().then_some(m.score);
@@ -1519,7 +1526,7 @@ impl App {
             };
             line.score = Some(m.score);
             line.recipient_id = m.candidate_id;
-            line.reason = format!("{class} match by name, birth date, gender and region").into();
+            line.reason = name_match_reason(class).into();
             if let (lifecert_matching::Class::Probable, Some(c)) = (m.class, m.candidate_id) {
                 let details = serde_json::json!({"source": source.name, "record_id": p.record_id, "kind": source.kind.as_str(), "event_date": date_str(p.event), "score": m.score});
                 reviews.push((c, details.to_string()));

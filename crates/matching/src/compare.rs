@@ -149,6 +149,11 @@ impl Features {
         })
     }
 
+    /// The blocking key of the pinyin (its hash); none for a name without one.
+    pub fn pinyin_key(&self) -> Option<u64> {
+        (self.pinyin_len > 0).then_some(self.pinyin_hash)
+    }
+
     /// First-reading toneless pinyin, syllables separated by spaces.
     pub fn pinyin(&self) -> &[u8] {
         let start = self.name_len as usize;

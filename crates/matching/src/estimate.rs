@@ -51,14 +51,12 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
         .collect();
     let a = em(&w, &pairs_a, iterations);
     // Pass B: same name pinyin → birth date, gender, region.
-    let pairs_b: Vec<Gamma> = pairs(index, &feats, |f| {
-        (!f.pinyin().is_empty()).then(|| BlockKey::Pinyin(crate::pinyin_key(f.pinyin())))
-    })
-    .map(|mut g| {
-        g.name = None;
-        g
-    })
-    .collect();
+    let pairs_b: Vec<Gamma> = pairs(index, &feats, |f| f.pinyin_key().map(BlockKey::Pinyin))
+        .map(|mut g| {
+            g.name = None;
+            g
+        })
+        .collect();
     let b = em(&w, &pairs_b, iterations);
 
     if !pairs_a.is_empty() {

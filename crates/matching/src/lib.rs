@@ -76,12 +76,6 @@ enum BlockKey {
     Pinyin(u64),
 }
 
-fn pinyin_key(pinyin: &[u8]) -> u64 {
-    pinyin.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn year_pinyin_key(year: i32, pinyin: u64) -> u64 {
     pinyin ^ u64::from(year as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
@@ -232,7 +226,7 @@ impl Index {
         );
         for (pos, (&i, f)) in input_of.iter().zip(&features).enumerate() {
             let pos = pos as u32;
-            let key = (!f.pinyin().is_empty()).then(|| pinyin_key(f.pinyin()));
+            let key = f.pinyin_key();
             if let Some(d) = f.birth_date {
                 dates.push((d.num_days_from_ce() as u64, i, pos));
                 if let Some(p) = key {
@@ -293,8 +287,7 @@ impl Index {
                 if let Some(s) = compare::swapped(d) {
                     keys.push(BlockKey::Date(s));
                 }
-                if !f.pinyin().is_empty() {
-                    let p = pinyin_key(f.pinyin());
+                if let Some(p) = f.pinyin_key() {
                     keys.push(BlockKey::YearPinyin(d.year(), p));
                     // ±1 day across New Year changes the year.
                     match (d.month(), d.day()) {
@@ -304,8 +297,7 @@ impl Index {
                     }
                 }
             }
-            None if !f.pinyin().is_empty() => keys.push(BlockKey::Pinyin(pinyin_key(f.pinyin()))),
-            None => {}
+            None => keys.extend(f.pinyin_key().map(BlockKey::Pinyin)),
         }
         let mut out: Vec<usize> = keys
             .iter()

@@ -98,16 +98,10 @@ pub(crate) fn reading_hashes(c: char) -> impl Iterator<Item = u32> {
 /// equality only.
 pub(crate) fn syllable_hash(s: &str) -> u32 {
     let mut h = 0x811c_9dc5_u32;
-    let mut byte = |b: u8| h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    for c in s.chars() {
-        match c {
-            'ü' => byte(b'v'),
-            _ => {
-                let mut buf = [0; 4];
-                for &b in c.encode_utf8(&mut buf).as_bytes() {
-                    byte(b);
-                }
-            }
+    for c in plain(s) {
+        let mut buf = [0; 4];
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }
     }
     h
@@ -154,8 +148,12 @@ pub(crate) fn surname_override(chars: &[char]) -> Option<(usize, &'static [&'sta
 
 /// The "plain" form of the pinyin crate writes ü as "ü"; keyboards and other systems write
 /// "v", so both sides are brought to "v".
+fn plain(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().map(|c| if c == 'ü' { 'v' } else { c })
+}
+
 fn push_plain(out: &mut String, s: &str) {
-    out.extend(s.chars().map(|c| if c == 'ü' { 'v' } else { c }));
+    out.extend(plain(s));
 }
 
 fn is_middle_dot(c: char) -> bool {
