@@ -417,23 +417,27 @@ impl Preparer {
         let on_every_core = batch.len() >= 1_000;
         match batch {
             RawBatch::Csv(b) => {
-                let token = |row: &std::result::Result<CsvFields, String>| {
-                    row.as_ref()
-                        .ok()
-                        .and_then(|f| self.token(b.field(f, F_ID_NUMBER)))
+                // Per stretch of rows: the tokens, then the look-ups one after another
+                // (apart from the hashing, their cache misses overlap: the table is far
+                // larger than the cache), then the records.
+                let stretch = |rows: &[std::result::Result<CsvFields, String>]| {
+                    let keys: Vec<Option<[u8; 16]>> = rows
+                        .iter()
+                        .map(|row| {
+                            row.as_ref()
+                                .ok()
+                                .and_then(|f| self.token(b.field(f, F_ID_NUMBER)))
+                        })
+                        .collect();
+                    let exact: Vec<Option<i64>> = keys.iter().map(|k| self.look_up(*k)).collect();
+                    rows.iter()
+                        .zip(keys.into_iter().zip(exact))
+                        .map(|(row, (key, exact))| self.csv_row(&b, row, key, exact))
+                        .collect()
                 };
-                let keys: Vec<Option<[u8; 16]>> = match on_every_core {
-                    true => lifecert_matching::par_map(&b.rows, token),
-                    false => b.rows.iter().map(token).collect(),
-                };
-                // The look-ups one after another, apart from the hashing: their cache
-                // misses (the table is far larger than the cache) then overlap.
-                let exact: Vec<Option<i64>> = keys.iter().map(|k| self.look_up(*k)).collect();
-                let rows: Vec<usize> = (0..b.rows.len()).collect();
-                let one = |&i: &usize| self.csv_row(&b, &b.rows[i], keys[i], exact[i]);
                 match on_every_core {
-                    true => lifecert_matching::par_map(&rows, one),
-                    false => rows.iter().map(one).collect(),
+                    true => lifecert_matching::par_chunks(&b.rows, stretch),
+                    false => stretch(&b.rows),
                 }
             }
             RawBatch::Parsed(records) => records
@@ -553,6 +557,9 @@ fn tally(
         }
     }
 }
+
+/// Pensioners per page when the ID table is read.
+const ID_PAGE: i64 = 50_000;
 
 /// A set of pensioner ids: a bitmap for the dense ids a database hands out (a million
 /// pensioners in 125 KiB, cheap to touch ten million times), a hash set beyond that.
@@ -723,15 +730,15 @@ type CsvFields = [(u32, u32); 8];
 /// CSV rows as read: the fields the pipeline uses copied into one buffer per batch, so
 /// that reading allocates per batch, not per row.
 struct CsvBatch {
-    buf: Vec<u8>,
+    /// The fields of the rows that are text, one after another.
+    buf: String,
     rows: Vec<std::result::Result<CsvFields, String>>,
 }
 
 impl CsvBatch {
     fn field(&self, f: &CsvFields, k: usize) -> &str {
         let (a, b) = f[k];
-        // Checked as UTF-8 when read.
-        std::str::from_utf8(&self.buf[a as usize..b as usize]).unwrap_or("")
+        self.buf.get(a as usize..b as usize).unwrap_or("")
     }
 
     fn record(&self, f: &CsvFields) -> FeedRecord {
@@ -828,7 +835,7 @@ impl Reader {
             Reader::Csv(csv) => {
                 let (r, columns, row) = &mut **csv;
                 let mut b = CsvBatch {
-                    buf: Vec::with_capacity(n * 64),
+                    buf: String::with_capacity(n * 64),
                     rows: Vec::with_capacity(n),
                 };
                 while b.rows.len() < n {
@@ -850,11 +857,11 @@ impl Reader {
                         let Some(bytes) = column.and_then(|i| row.get(i)) else {
                             continue;
                         };
-                        if std::str::from_utf8(bytes).is_err() {
-                            not_text = Some(k);
-                        }
                         let start = b.buf.len() as u32;
-                        b.buf.extend_from_slice(bytes);
+                        match std::str::from_utf8(bytes) {
+                            Ok(text) => b.buf.push_str(text),
+                            Err(_) => not_text = Some(k),
+                        }
                         f[k] = (start, b.buf.len() as u32);
                     }
                     b.rows.push(match not_text {
@@ -1023,7 +1030,15 @@ impl App {
             };
             let mut chunk = Vec::with_capacity(CHUNK);
             for batch in rx_raw {
-                chunk.extend(preparer.prepare(batch));
+                let prepared = preparer.prepare(batch);
+                // Counted as they come: no need to cut (and copy) chunks.
+                if counting {
+                    if !send(prepared) {
+                        return;
+                    }
+                    continue;
+                }
+                chunk.extend(prepared);
                 while chunk.len() >= CHUNK {
                     let rest = chunk.split_off(CHUNK);
                     if !send(std::mem::replace(&mut chunk, rest)) {
@@ -1157,19 +1172,65 @@ impl App {
 
     /// Every pensioner's ID look-up token, for matching a large feed in memory.
     async fn load_id_table(&self) -> Result<IdTable> {
+        let started = std::time::Instant::now();
         let mut table = IdTable::default();
-        let mut after = 0;
-        loop {
-            let page = self.store.id_index_page(after, 50_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.0;
-            for (id, bidx) in page {
-                if let Ok(key) = <[u8; 16]>::try_from(bidx.as_slice()) {
-                    table.0.insert(u128::from_le_bytes(key), id);
+        let (tx_pages, mut pages) = tokio::sync::mpsc::channel(2);
+        let read = self.roll_pages(
+            |after, until| self.store.id_index_page(after, until, ID_PAGE),
+            |(id, _)| *id,
+            tx_pages,
+        );
+        let fill = async {
+            while let Some((_, page)) = pages.recv().await {
+                for (id, bidx) in page {
+                    if let Ok(key) = <[u8; 16]>::try_from(bidx.as_slice()) {
+                        table.0.insert(u128::from_le_bytes(key), id);
+                    }
                 }
             }
-        }
+        };
+        let (read, ()) = tokio::join!(read, fill);
+        read?;
+        tracing::info!(
+            pensioners = table.0.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ID table loaded"
+        );
         Ok(table)
+    }
+
+    /// The roll, a page at a time, read over the two halves of its ids at once (on
+    /// SQLite two connections then work on two cores). Each page goes to `pages` with
+    /// its place in id order, as soon as it is read; reading stops when `pages` closes.
+    async fn roll_pages<P, Fut>(
+        &self,
+        read: impl Fn(i64, i64) -> Fut,
+        id_of: impl Fn(&P) -> i64,
+        pages: tokio::sync::mpsc::Sender<((usize, usize), Vec<P>)>,
+    ) -> Result<()>
+    where
+        Fut: std::future::Future<Output = lifecert_store::Result<Vec<P>>>,
+    {
+        let Some((low, high)) = self.store.recipient_id_range().await? else {
+            return Ok(());
+        };
+        let middle = low + (high - low) / 2;
+        let half = |k: usize, mut after: i64, until: i64| {
+            let (read, id_of, pages) = (&read, &id_of, &pages);
+            async move {
+                for seq in 0.. {
+                    let page = read(after, until).await?;
+                    let Some(last) = page.last() else { break };
+                    after = id_of(last);
+                    if pages.send(((k, seq), page)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<_, AppError>(())
+            }
+        };
+        let (first, second) = tokio::join!(half(0, low - 1, middle), half(1, middle, high));
+        first.and(second)
     }
 
     /// The pensioner a prepared record's ID number names, if any (looked up already
@@ -1992,25 +2053,17 @@ impl App {
     /// records) is what EM estimates the weights on when the settings ask for it.
     async fn build_matcher(&self, sample: &[lifecert_matching::Person]) -> Result<Matcher> {
         let started = std::time::Instant::now();
-        // The next page is read from the database while the last one's names are
-        // decrypted (on every core, off the async threads).
+        // Pages are read from the database while the last ones' names are decrypted (on
+        // every core, off the async threads), and put back in id order at the end.
         let (tx_pages, mut pages) = tokio::sync::mpsc::channel(2);
-        let read = async move {
-            let mut after = 0;
-            loop {
-                let page = self.store.match_candidates_page(after, 20_000).await?;
-                let Some(last) = page.last() else {
-                    return Ok::<_, AppError>(());
-                };
-                after = last.id;
-                if tx_pages.send(page).await.is_err() {
-                    return Ok(());
-                }
-            }
-        };
+        let read = self.roll_pages(
+            |after, until| self.store.match_candidates_page(after, until, 20_000),
+            |c| c.id,
+            tx_pages,
+        );
         let decrypt = async {
             let mut prepared = Vec::new();
-            while let Some(page) = pages.recv().await {
+            while let Some((place, page)) = pages.recv().await {
                 let keys = self.keys.clone();
                 let page = tokio::task::spawn_blocking(move || {
                     decrypt_candidates(&keys, page)
@@ -2018,9 +2071,10 @@ impl App {
                 })
                 .await
                 .map_err(|e| AppError::Io(format!("matching stopped: {e}")))??;
-                prepared.push(page);
+                prepared.push((place, page));
             }
-            Ok::<_, AppError>(prepared)
+            prepared.sort_unstable_by_key(|(place, _)| *place);
+            Ok::<_, AppError>(prepared.into_iter().map(|(_, page)| page).collect())
         };
         let (read, pages) = tokio::join!(read, decrypt);
         read?;

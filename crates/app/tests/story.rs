@@ -1169,6 +1169,71 @@ async fn ingest(
     (summary, lines)
 }
 
+/// The roll is read for matching in two halves at once; equal candidates still go to the
+/// one read first (the lower id), and two equally good candidates are never `probable`.
+#[tokio::test]
+async fn equal_candidates_from_both_halves_of_the_roll_go_to_the_first() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let line = |seq: u32, name: &str| {
+            format!(
+                "{},{name},enterprise,110105,2000-01,3000,,,,2026-06-01,\n",
+                id("110105", "19500101", seq)
+            )
+        };
+        // Ids 1 and 2 are the first half of the roll, 3 and 4 the second.
+        let roll = format!(
+            "{HEADER}\n{}{}{}{}",
+            line(71, "李明"),
+            line(73, "张强"),
+            line(75, "李明"),
+            line(77, "赵刚")
+        );
+        import(&app, &b.file("r.csv", &roll)).await;
+        assert_eq!(
+            app.store().recipient_id_range().await.unwrap(),
+            Some((1, 4))
+        );
+        let first = app
+            .recipient_view(&nid(&id("110105", "19500101", 71)))
+            .await
+            .unwrap();
+        let feed = b.file(
+            "visits.csv",
+            "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+             v1,,李明,M,1950-01-01,2026-11-01,110105\n",
+        );
+        let (_, lines) = ingest(&app, "hospital_visit", &feed).await;
+        assert_eq!(
+            (lines[0].class, lines[0].recipient_id),
+            ("possible", Some(first.recipient_id)),
+            "{}",
+            b.name
+        );
+        // The halves' pages may come in either order: a few more tries.
+        let mut lines = Vec::new();
+        let source = app.source("hospital_visit").unwrap();
+        for _ in 0..5 {
+            app.preview_feed(
+                &source,
+                &feed,
+                lifecert_app::feeds::FeedFormat::Csv,
+                Some(&mut |l| lines.push(l)),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.recipient_id == Some(first.recipient_id)),
+            "{}: {lines:?}",
+            b.name
+        );
+        b.drop_pg(app).await;
+    }
+}
+
 /// Signs of life stored by a lifecert before schema 9 (in `feed_records`, with an index by
 /// pensioner) are carried into `life_signs` by the migration: a pensioner left pending is
 /// still certified from them; a voided record is no sign.
@@ -2287,20 +2352,43 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
         // pensioner once, in id order.
         let (mut tokens, mut candidates, mut after) = (Vec::new(), Vec::new(), 0);
         loop {
-            let page = app.store().id_index_page(after, 7).await.unwrap();
+            let page = app.store().id_index_page(after, i64::MAX, 7).await.unwrap();
             let Some(last) = page.last() else { break };
             after = last.0;
             tokens.extend(page);
         }
         after = 0;
         loop {
-            let page = app.store().match_candidates_page(after, 7).await.unwrap();
+            let page = app
+                .store()
+                .match_candidates_page(after, i64::MAX, 7)
+                .await
+                .unwrap();
             let Some(last) = page.last() else { break };
             after = last.id;
             candidates.extend(page);
         }
         let ids: Vec<i64> = tokens.iter().map(|t| t.0).collect();
         assert_eq!(ids, (1..=40).collect::<Vec<i64>>(), "{}", b.name);
+        // A stretch of ids: after 10, up to and with 20.
+        let stretch = app.store().id_index_page(10, 20, 100).await.unwrap();
+        assert_eq!(
+            stretch.iter().map(|t| t.0).collect::<Vec<_>>(),
+            (11..=20).collect::<Vec<i64>>()
+        );
+        let stretch = app
+            .store()
+            .match_candidates_page(10, 20, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            stretch.iter().map(|c| c.id).collect::<Vec<_>>(),
+            (11..=20).collect::<Vec<i64>>()
+        );
+        assert_eq!(
+            app.store().recipient_id_range().await.unwrap(),
+            Some((1, 40))
+        );
         assert!(tokens.iter().all(|t| t.1.len() == 16), "{}", b.name);
         assert_eq!(
             candidates.iter().map(|c| c.id).collect::<Vec<_>>(),
