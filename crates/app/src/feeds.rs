@@ -260,9 +260,7 @@ const RECORDS_PER_COMMIT: usize = 500_000;
 /// A feed file of this size or more is matched against an in-memory table of every
 /// pensioner's ID token (loaded once) instead of one look-up per record.
 const ID_TABLE_FROM_BYTES: u64 = 256 * 1024;
-/// Rows the reading thread hands over at a time. A batch is prepared on every core by
-/// threads started for it: 4,096 rows a batch started 5,000 threads for 10M records
-/// (a dry run of those took 0.5 s longer, much of it in the kernel).
+/// Rows the reading thread hands over at a time, to one of the preparing threads.
 const RAW_BATCH: usize = 16_384;
 /// After a feed of this many records the database's statistics are refreshed before its
 /// signs of life are added up.
@@ -412,33 +410,28 @@ impl Preparer {
         key.zip(self.table.as_deref()).and_then(|(k, t)| t.get(k))
     }
 
-    /// A batch's records, prepared in order; a large CSV batch on every core.
+    /// A batch's records, prepared in order (each preparing thread takes whole batches).
     fn prepare(&self, batch: RawBatch) -> Vec<Prepared> {
-        let on_every_core = batch.len() >= 1_000;
         match batch {
             RawBatch::Csv(b) => {
-                // Per stretch of rows: the tokens, then the look-ups one after another
-                // (apart from the hashing, their cache misses overlap: the table is far
-                // larger than the cache), then the records.
-                let stretch = |rows: &[std::result::Result<CsvFields, String>]| {
-                    let keys: Vec<Option<[u8; 16]>> = rows
-                        .iter()
-                        .map(|row| {
-                            row.as_ref()
-                                .ok()
-                                .and_then(|f| self.token(b.field(f, F_ID_NUMBER)))
-                        })
-                        .collect();
-                    let exact: Vec<Option<i64>> = keys.iter().map(|k| self.look_up(*k)).collect();
-                    rows.iter()
-                        .zip(keys.into_iter().zip(exact))
-                        .map(|(row, (key, exact))| self.csv_row(&b, row, key, exact))
-                        .collect()
-                };
-                match on_every_core {
-                    true => lifecert_matching::par_chunks(&b.rows, stretch),
-                    false => stretch(&b.rows),
-                }
+                // The tokens, then the look-ups one after another (apart from the hashing,
+                // their cache misses overlap: the table is far larger than the cache),
+                // then the records.
+                let keys: Vec<Option<[u8; 16]>> = b
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        row.as_ref()
+                            .ok()
+                            .and_then(|f| self.token(b.field(f, F_ID_NUMBER)))
+                    })
+                    .collect();
+                let exact: Vec<Option<i64>> = keys.iter().map(|k| self.look_up(*k)).collect();
+                b.rows
+                    .iter()
+                    .zip(keys.into_iter().zip(exact))
+                    .map(|(row, (key, exact))| self.csv_row(&b, row, key, exact))
+                    .collect()
             }
             RawBatch::Parsed(records) => records
                 .into_iter()
@@ -987,29 +980,57 @@ impl App {
             true => Some(std::sync::Arc::new(self.load_id_table().await?)),
             false => None,
         };
-        // Three stages: reading rows, preparing them (fields, ID tokens, table look-up),
-        // and storing them here; each hands batches to the next through a short queue.
+        // Four stages: reading rows; preparing them (fields, ID tokens, table look-up),
+        // a batch at a time on every core; putting them back in order, in chunks matched
+        // by name; storing them here. Each hands batches to the next through a short
+        // queue, and at most `in_flight` batches are between reading and the chunks.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let in_flight = 2 * workers + 2;
         let (tx_chunks, chunks) = tokio::sync::mpsc::channel::<Result<Vec<Prepared>>>(2);
-        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<RawBatch>(4);
+        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<(usize, RawBatch)>(in_flight);
+        let (tx_ready, rx_ready) =
+            std::sync::mpsc::sync_channel::<(usize, Vec<Prepared>)>(in_flight);
+        let (tx_turn, rx_turn) = std::sync::mpsc::sync_channel::<()>(in_flight);
         let mut first = Some(first);
-        let reading = tokio::task::spawn_blocking(move || loop {
-            let batch = match first.take() {
-                Some(batch) => batch,
-                None => reader.batch(RAW_BATCH),
-            };
-            let last = batch.len() < RAW_BATCH;
-            if batch.is_empty() || tx_raw.send(batch).is_err() || last {
-                return;
+        let reading = tokio::task::spawn_blocking(move || {
+            for seq in 0.. {
+                if tx_turn.send(()).is_err() {
+                    return;
+                }
+                let batch = match first.take() {
+                    Some(batch) => batch,
+                    None => reader.batch(RAW_BATCH),
+                };
+                let last = batch.len() < RAW_BATCH;
+                if batch.is_empty() || tx_raw.send((seq, batch)).is_err() || last {
+                    return;
+                }
             }
         });
         let counting = dry_run && report.is_none();
-        let preparer = Preparer {
+        let preparer = std::sync::Arc::new(Preparer {
             today,
             keep_text: !counting,
             scheme: self.id_scheme(),
             keys: self.keys.clone(),
             table: id_table.clone(),
-        };
+        });
+        let rx_raw = std::sync::Arc::new(std::sync::Mutex::new(rx_raw));
+        let mut stages = vec![reading];
+        for _ in 0..workers {
+            let (rx_raw, tx_ready, preparer) = (rx_raw.clone(), tx_ready.clone(), preparer.clone());
+            stages.push(tokio::task::spawn_blocking(move || loop {
+                let next = match rx_raw.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((seq, batch)) = next else { return };
+                if tx_ready.send((seq, preparer.prepare(batch))).is_err() {
+                    return;
+                }
+            }));
+        }
+        drop(tx_ready);
         let (ask, mut asked) = tokio::sync::mpsc::channel(1);
         let (answer, answers) = std::sync::mpsc::sync_channel(1);
         let mut link = MatcherLink {
@@ -1017,7 +1038,7 @@ impl App {
             answer: answers,
             matcher: None,
         };
-        let preparing = tokio::task::spawn_blocking(move || {
+        stages.push(tokio::task::spawn_blocking(move || {
             // Matches a chunk's records by name and hands it over; false when the feed
             // stops here. (Counting matches them all at the end: see `count_feed`.)
             let mut send = |mut chunk: Vec<Prepared>| {
@@ -1028,28 +1049,37 @@ impl App {
                 let ok = matched.is_ok();
                 tx_chunks.blocking_send(matched).is_ok() && ok
             };
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
             let mut chunk = Vec::with_capacity(CHUNK);
-            for batch in rx_raw {
-                let prepared = preparer.prepare(batch);
-                // Counted as they come: no need to cut (and copy) chunks.
+            for (seq, prepared) in rx_ready {
+                // Counted as they come, in any order: no need to cut (and copy) chunks.
                 if counting {
+                    let _ = rx_turn.recv();
                     if !send(prepared) {
                         return;
                     }
                     continue;
                 }
-                chunk.extend(prepared);
-                while chunk.len() >= CHUNK {
-                    let rest = chunk.split_off(CHUNK);
-                    if !send(std::mem::replace(&mut chunk, rest)) {
-                        return;
+                waiting.insert(seq, prepared);
+                while let Some(prepared) = waiting.remove(&next) {
+                    next += 1;
+                    let _ = rx_turn.recv();
+                    chunk.extend(prepared);
+                    while chunk.len() >= CHUNK {
+                        let rest = chunk.split_off(CHUNK);
+                        if !send(std::mem::replace(&mut chunk, rest)) {
+                            return;
+                        }
                     }
                 }
             }
-            if !chunk.is_empty() {
+            // (A batch still waiting means one before it was lost: a preparing thread
+            // failed, and the feed stops with its error.)
+            if !chunk.is_empty() && waiting.is_empty() {
                 send(chunk);
             }
-        });
+        }));
         // The matcher is built when the preparing side first asks for it, while the
         // chunks before are stored.
         let serve = async {
@@ -1084,7 +1114,7 @@ impl App {
         };
         let ((), stored) = tokio::join!(serve, work);
         stored?;
-        for stage in [reading, preparing] {
+        for stage in stages {
             stage
                 .await
                 .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
@@ -1170,67 +1200,30 @@ impl App {
         Ok(())
     }
 
-    /// Every pensioner's ID look-up token, for matching a large feed in memory.
+    /// Every pensioner's ID look-up token, for matching a large feed in memory. The next
+    /// page is read from the database while the last one is put into the table.
     async fn load_id_table(&self) -> Result<IdTable> {
         let started = std::time::Instant::now();
         let mut table = IdTable::default();
-        let (tx_pages, mut pages) = tokio::sync::mpsc::channel(2);
-        let read = self.roll_pages(
-            |after, until| self.store.id_index_page(after, until, ID_PAGE),
-            |(id, _)| *id,
-            tx_pages,
-        );
-        let fill = async {
-            while let Some((_, page)) = pages.recv().await {
-                for (id, bidx) in page {
+        let mut page = self.store.id_index_page(0, ID_PAGE).await?;
+        while let Some(&(last, _)) = page.last() {
+            let next = self.store.id_index_page(last, ID_PAGE);
+            let fill = async {
+                for (id, bidx) in std::mem::take(&mut page) {
                     if let Ok(key) = <[u8; 16]>::try_from(bidx.as_slice()) {
                         table.0.insert(u128::from_le_bytes(key), id);
                     }
                 }
-            }
-        };
-        let (read, ()) = tokio::join!(read, fill);
-        read?;
+            };
+            let (next, ()) = tokio::join!(next, fill);
+            page = next?;
+        }
         tracing::info!(
             pensioners = table.0.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ID table loaded"
         );
         Ok(table)
-    }
-
-    /// The roll, a page at a time, read over the two halves of its ids at once (on
-    /// SQLite two connections then work on two cores). Each page goes to `pages` with
-    /// its place in id order, as soon as it is read; reading stops when `pages` closes.
-    async fn roll_pages<P, Fut>(
-        &self,
-        read: impl Fn(i64, i64) -> Fut,
-        id_of: impl Fn(&P) -> i64,
-        pages: tokio::sync::mpsc::Sender<((usize, usize), Vec<P>)>,
-    ) -> Result<()>
-    where
-        Fut: std::future::Future<Output = lifecert_store::Result<Vec<P>>>,
-    {
-        let Some((low, high)) = self.store.recipient_id_range().await? else {
-            return Ok(());
-        };
-        let middle = low + (high - low) / 2;
-        let half = |k: usize, mut after: i64, until: i64| {
-            let (read, id_of, pages) = (&read, &id_of, &pages);
-            async move {
-                for seq in 0.. {
-                    let page = read(after, until).await?;
-                    let Some(last) = page.last() else { break };
-                    after = id_of(last);
-                    if pages.send(((k, seq), page)).await.is_err() {
-                        break;
-                    }
-                }
-                Ok::<_, AppError>(())
-            }
-        };
-        let (first, second) = tokio::join!(half(0, low - 1, middle), half(1, middle, high));
-        first.and(second)
     }
 
     /// The pensioner a prepared record's ID number names, if any (looked up already
@@ -2053,17 +2046,25 @@ impl App {
     /// records) is what EM estimates the weights on when the settings ask for it.
     async fn build_matcher(&self, sample: &[lifecert_matching::Person]) -> Result<Matcher> {
         let started = std::time::Instant::now();
-        // Pages are read from the database while the last ones' names are decrypted (on
-        // every core, off the async threads), and put back in id order at the end.
+        // The next page is read from the database while the last one's names are
+        // decrypted (on every core, off the async threads).
         let (tx_pages, mut pages) = tokio::sync::mpsc::channel(2);
-        let read = self.roll_pages(
-            |after, until| self.store.match_candidates_page(after, until, 20_000),
-            |c| c.id,
-            tx_pages,
-        );
+        let read = async move {
+            let mut after = 0;
+            loop {
+                let page = self.store.match_candidates_page(after, 20_000).await?;
+                let Some(last) = page.last() else {
+                    return Ok::<_, AppError>(());
+                };
+                after = last.id;
+                if tx_pages.send(page).await.is_err() {
+                    return Ok(());
+                }
+            }
+        };
         let decrypt = async {
             let mut prepared = Vec::new();
-            while let Some((place, page)) = pages.recv().await {
+            while let Some(page) = pages.recv().await {
                 let keys = self.keys.clone();
                 let page = tokio::task::spawn_blocking(move || {
                     decrypt_candidates(&keys, page)
@@ -2071,10 +2072,9 @@ impl App {
                 })
                 .await
                 .map_err(|e| AppError::Io(format!("matching stopped: {e}")))??;
-                prepared.push((place, page));
+                prepared.push(page);
             }
-            prepared.sort_unstable_by_key(|(place, _)| *place);
-            Ok::<_, AppError>(prepared.into_iter().map(|(_, page)| page).collect())
+            Ok::<_, AppError>(prepared)
         };
         let (read, pages) = tokio::join!(read, decrypt);
         read?;

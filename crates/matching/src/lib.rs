@@ -42,15 +42,9 @@ pub struct Candidate {
 
 /// `f` over `items` on every core, in order. A panic in `f` is passed on, not swallowed.
 pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    par_chunks(items, |part| part.iter().map(&f).collect())
-}
-
-/// `f` over one stretch of `items` per core, the results joined in order: for work that
-/// goes better a stretch at a time than an item at a time. A panic in `f` is passed on.
-pub fn par_chunks<T: Sync, U: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<U> + Sync) -> Vec<U> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || items.len() < 2 {
-        return f(items);
+        return items.iter().map(f).collect();
     }
     let per = items.len().div_ceil(threads);
     let f = &f;
@@ -58,11 +52,11 @@ pub fn par_chunks<T: Sync, U: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<U> + Sy
         let parts: Vec<_> = items
             .chunks(per)
             .skip(1)
-            .map(|part| scope.spawn(move || f(part)))
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<U>>()))
             .collect();
-        // The first stretch on this thread, and the others appended to its results.
-        let mut out = f(&items[..per]);
-        out.reserve(items.len() - out.len());
+        // The first stretch on this thread.
+        let mut out = Vec::with_capacity(items.len());
+        out.extend(items[..per].iter().map(f));
         for part in parts {
             match part.join() {
                 Ok(part) => out.extend(part),

@@ -184,19 +184,16 @@ fn work_on_every_core_keeps_the_order_and_passes_panics_on() {
     let items: Vec<u32> = (0..10_001).collect();
     let doubled = lifecert_matching::par_map(&items, |i| i * 2);
     assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-    // A stretch at a time: each stretch sees its items in order, and the results join up.
-    let stretches = lifecert_matching::par_chunks(&items, |part| {
-        assert!(part.windows(2).all(|w| w[0] + 1 == w[1]));
-        part.iter().map(|i| i + 1).collect()
-    });
-    assert_eq!(stretches, (1..10_002).collect::<Vec<u32>>());
-    assert!(lifecert_matching::par_chunks(&[] as &[u32], |p| p.to_vec()).is_empty());
-    assert_eq!(lifecert_matching::par_chunks(&[7u32], |p| p.to_vec()), [7]);
-    let panicked = std::panic::catch_unwind(|| {
-        lifecert_matching::par_chunks(&items, |part| {
-            assert!(!part.contains(&10_000), "the last item");
-            part.to_vec()
-        })
-    });
-    assert!(panicked.is_err());
+    assert!(lifecert_matching::par_map(&[] as &[u32], |i| *i).is_empty());
+    assert_eq!(lifecert_matching::par_map(&[7u32], |i| *i), [7]);
+    // A panic in the first stretch (this thread) or the last (another thread).
+    for bad in [0, 10_000] {
+        let panicked = std::panic::catch_unwind(|| {
+            lifecert_matching::par_map(&items, |i| {
+                assert_ne!(*i, bad, "a bad item");
+                *i
+            })
+        });
+        assert!(panicked.is_err());
+    }
 }

@@ -133,22 +133,10 @@ pub struct MatchCandidateRow {
 }
 
 impl crate::Store {
-    /// The lowest and the highest pensioner id, if there are any pensioners: for reading
-    /// the roll a stretch of ids at a time.
-    pub async fn recipient_id_range(&self) -> Result<Option<(i64, i64)>> {
-        let (low, high): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(id), MAX(id) FROM recipients")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(low.zip(high))
-    }
-
-    /// Pensioners not terminated with `after_id < id <= until_id`, a page at a time by id
-    /// (in id order).
+    /// Pensioners not terminated, a page at a time by id (in id order).
     pub async fn match_candidates_page(
         &self,
         after_id: i64,
-        until_id: i64,
         limit: i64,
     ) -> Result<Vec<MatchCandidateRow>> {
         let fields = format!(
@@ -158,8 +146,8 @@ impl crate::Store {
         let joined = self
             .joined_page(
                 &fields,
-                "SELECT id, name_enc, gender, birth_date, region_code FROM recipients WHERE id > ? AND id <= ? AND status <> 'terminated' ORDER BY id LIMIT ?",
-                (after_id, until_id),
+                "SELECT id, name_enc, gender, birth_date, region_code FROM recipients WHERE id > ? AND status <> 'terminated' ORDER BY id LIMIT ?",
+                after_id,
                 limit,
             )
             .await?;
@@ -179,21 +167,15 @@ impl crate::Store {
         Ok(out)
     }
 
-    /// Every pensioner's ID-number look-up token with `after_id < id <= until_id`, a page
-    /// at a time by id (for matching a large feed in memory rather than one query per
-    /// record), in id order.
-    pub async fn id_index_page(
-        &self,
-        after_id: i64,
-        until_id: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Vec<u8>)>> {
+    /// Every pensioner's ID-number look-up token, a page at a time by id (for matching a
+    /// large feed in memory rather than one query per record), in id order.
+    pub async fn id_index_page(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
         let fields = format!("id || ',' || {}", self.hex("id_bidx"));
         let joined = self
             .joined_page(
                 &fields,
-                "SELECT id, id_bidx FROM recipients WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (after_id, until_id),
+                "SELECT id, id_bidx FROM recipients WHERE id > ? ORDER BY id LIMIT ?",
+                after_id,
                 limit,
             )
             .await?;
@@ -218,13 +200,12 @@ impl crate::Store {
         &self,
         fields: &str,
         page: &str,
-        (after_id, until_id): (i64, i64),
+        after_id: i64,
         limit: i64,
     ) -> Result<Option<String>> {
         let sql = self.sql(&joined_sql(self.dialect, fields, page));
         Ok(sqlx::query(&sql)
             .bind(after_id)
-            .bind(until_id)
             .bind(limit)
             .fetch_one(&self.pool)
             .await?
