@@ -1225,22 +1225,28 @@ async fn equal_candidates_go_to_the_first_on_the_roll() {
     }
 }
 
+/// Imports 40 pensioners born on 1948-03-02, certified 2026-01-10; their ID numbers.
+async fn import_forty(app: &App, b: &Backend) -> Vec<String> {
+    let people: Vec<String> = (0..40).map(|i| id("330102", "19480302", 100 + i)).collect();
+    let roll: Vec<String> = people
+        .iter()
+        .map(|p| row(p, "某", "2026-01-10", "2026-10"))
+        .collect();
+    import(
+        app,
+        &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
+    )
+    .await;
+    people
+}
+
 /// A feed of several read batches is prepared on every core, batches finishing in any
 /// order: the report still lists the records in the feed's order, as stored.
 #[tokio::test]
 async fn a_feed_prepared_on_every_core_is_reported_in_its_own_order() {
     for b in backends().await {
         let app = b.app(clock()).await;
-        let people: Vec<String> = (0..40).map(|i| id("330102", "19480302", 100 + i)).collect();
-        let roll: Vec<String> = people
-            .iter()
-            .map(|p| row(p, "某", "2026-01-10", "2026-10"))
-            .collect();
-        import(
-            &app,
-            &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
-        )
-        .await;
+        let people = import_forty(&app, &b).await;
         // Two read batches and a bit (16,384 rows each); every 7th record is a stranger.
         let mut feed = String::from("record_id,id_number,event_date\n");
         for n in 0..33_000u32 {
@@ -2372,16 +2378,7 @@ async fn an_upheld_appeal_cancels_a_recovery_requested_from_the_bank() {
 async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_later() {
     for b in backends().await {
         let app = b.app(clock()).await;
-        let people: Vec<String> = (0..40).map(|i| id("330102", "19480302", 100 + i)).collect();
-        let roll: Vec<String> = people
-            .iter()
-            .map(|p| row(p, "某", "2026-01-10", "2026-10"))
-            .collect();
-        import(
-            &app,
-            &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
-        )
-        .await;
+        let people = import_forty(&app, &b).await;
         // More records than one chunk, so the feed is matched against the in-memory ID
         // table: each of the 40 pensioners appears 300 times with card use (0.5) on
         // different days; strangers' numbers fill the rest; one record id repeats.
