@@ -42,27 +42,39 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
     w.gender.u = counts.gender.smoothed(&defaults.gender.u, U_PRIOR);
     w.region.u = counts.region.smoothed(&defaults.region.u, U_PRIOR);
 
-    // Pass A: same birth date → name, gender, region.
-    let pairs_a: Vec<Gamma> = pairs(index, &feats, |f| f.birth_date.map(BlockKey::Date))
-        .map(|mut g| {
-            g.birth_date = None;
-            g
-        })
-        .collect();
-    let a = em(&w, &pairs_a, iterations);
-    // Pass B: same name pinyin → birth date, gender, region.
-    let pairs_b: Vec<Gamma> = pairs(index, &feats, |f| f.pinyin_key().map(BlockKey::Pinyin))
-        .map(|mut g| {
-            g.name = None;
-            g
-        })
-        .collect();
-    let b = em(&w, &pairs_b, iterations);
+    // Pass A: same birth date → name, gender, region; pass B: same name pinyin → birth
+    // date, gender, region. Independent of each other: B on another thread.
+    let pass_a = || {
+        let pairs: Vec<Gamma> = pairs(index, &feats, |f| f.birth_date.map(BlockKey::Date))
+            .map(|mut g| {
+                g.birth_date = None;
+                g
+            })
+            .collect();
+        (!pairs.is_empty(), em(&w, &pairs, iterations))
+    };
+    let pass_b = || {
+        let pairs: Vec<Gamma> = pairs(index, &feats, |f| f.pinyin_key().map(BlockKey::Pinyin))
+            .map(|mut g| {
+                g.name = None;
+                g
+            })
+            .collect();
+        (!pairs.is_empty(), em(&w, &pairs, iterations))
+    };
+    let ((any_a, a), (any_b, b)) = std::thread::scope(|scope| {
+        let b = scope.spawn(pass_b);
+        let a = pass_a();
+        match b.join() {
+            Ok(b) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
 
-    if !pairs_a.is_empty() {
+    if any_a {
         w.name.m = a.name.m;
     }
-    if !pairs_b.is_empty() {
+    if any_b {
         w.birth_date.m = b.birth_date.m;
     }
     for i in 0..2 {

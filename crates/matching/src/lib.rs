@@ -240,14 +240,23 @@ impl Index {
                 pinyin.push((p, i, pos));
             }
         }
+        // The pinyin blocks on another thread.
+        let (dates, (year_pinyin, pinyin)) = std::thread::scope(|scope| {
+            let by_name = scope.spawn(|| (Blocks::new(year_pinyin), Blocks::new(pinyin)));
+            let dates = Blocks::new(dates);
+            match by_name.join() {
+                Ok(by_name) => (dates, by_name),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
         Index {
             ids,
             features,
             by_input,
             input_of,
-            dates: Blocks::new(dates),
-            year_pinyin: Blocks::new(year_pinyin),
-            pinyin: Blocks::new(pinyin),
+            dates,
+            year_pinyin,
+            pinyin,
             cap,
         }
     }
