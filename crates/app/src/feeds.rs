@@ -2013,7 +2013,12 @@ fn decrypt_candidates(
             },
         })
     };
-    lifecert_matching::par_map(&page, one).into_iter().collect()
+    let decrypted = lifecert_matching::par_map(&page, one);
+    let mut out = Vec::with_capacity(decrypted.len());
+    for candidate in decrypted {
+        out.push(candidate?);
+    }
+    Ok(out)
 }
 
 fn person_of(rec: &FeedRecord) -> lifecert_matching::Person {
