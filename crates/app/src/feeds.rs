@@ -325,9 +325,9 @@ impl Prepared {
     }
 }
 
-/// The matcher as the preparing thread gets it: the first time a chunk has records to
+/// The matcher as the sequencing thread gets it: the first time a chunk has records to
 /// match by name, they go to the async side as the sample (for EM), which builds the
-/// matcher from the roll and sends it back. Matching then runs on the preparing side,
+/// matcher from the roll and sends it back. Matching then runs on the sequencing thread,
 /// while the chunks before are being stored.
 struct MatcherLink {
     ask: tokio::sync::mpsc::Sender<Vec<lifecert_matching::Person>>,
@@ -973,7 +973,7 @@ impl App {
         let mut summary = FeedSummary::default();
         let today = self.today();
         // A large feed is matched against a table of every pensioner's ID token, on the
-        // preparing thread; a small one by a look-up per record.
+        // preparing threads; a small one by a look-up per record.
         // (Only if the feed carries ID numbers at all: its first rows tell.)
         let first = reader.batch(RAW_BATCH);
         let id_table = match large && first.has_ids() {
@@ -1080,7 +1080,7 @@ impl App {
                 send(chunk);
             }
         }));
-        // The matcher is built when the preparing side first asks for it, while the
+        // The matcher is built when the sequencing thread first asks for it, while the
         // chunks before are stored.
         let serve = async {
             if let Some(sample) = asked.recv().await {
@@ -1095,7 +1095,7 @@ impl App {
             signs: Vec::new(),
         };
         let work = async {
-            // Owned here, so that the preparing side stops (and stops asking for a
+            // Owned here, so that the sequencing thread stops (and stops asking for a
             // matcher) as soon as this ends, with an error or not.
             let mut chunks = chunks;
             let stored = self
