@@ -1053,23 +1053,24 @@ impl App {
             let mut next = 0;
             let mut chunk = Vec::with_capacity(CHUNK);
             for (seq, prepared) in rx_ready {
-                // Counted as they come, in any order: no need to cut (and copy) chunks.
-                if counting {
-                    let _ = rx_turn.recv();
-                    if !send(prepared) {
-                        return;
-                    }
-                    continue;
-                }
                 waiting.insert(seq, prepared);
                 while let Some(prepared) = waiting.remove(&next) {
                     next += 1;
                     let _ = rx_turn.recv();
-                    chunk.extend(prepared);
-                    while chunk.len() >= CHUNK {
-                        let rest = chunk.split_off(CHUNK);
-                        if !send(std::mem::replace(&mut chunk, rest)) {
+                    // Counting needs no chunks of a set size: no need to cut them.
+                    if counting {
+                        if !send(prepared) {
                             return;
+                        }
+                        continue;
+                    }
+                    for p in prepared {
+                        chunk.push(p);
+                        if chunk.len() == CHUNK {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                            if !send(full) {
+                                return;
+                            }
                         }
                     }
                 }
@@ -1245,9 +1246,9 @@ impl App {
         Ok(row.map(|r| r.id))
     }
 
-    /// `--dry-run` without a report: counts a feed without storing or reporting it. Records are counted as they come,
-    /// in any order; those to match by name are matched at the end, by a matcher built
-    /// meanwhile (a feed of millions then never waits for it).
+    /// `--dry-run` without a report: counts a feed without storing or reporting it. Records
+    /// are counted as they come; those to match by name are matched at the end, by a
+    /// matcher built meanwhile (a feed of millions then never waits for it).
     async fn count_feed(
         &self,
         chunks: &mut tokio::sync::mpsc::Receiver<Result<Vec<Prepared>>>,

@@ -1175,14 +1175,10 @@ async fn ingest(
 async fn equal_candidates_go_to_the_first_on_the_roll() {
     for b in backends().await {
         let app = b.app(clock()).await;
-        let line = |seq: u32, name: &str| {
-            format!(
-                "{},{name},enterprise,110105,2000-01,3000,,,,2026-06-01,\n",
-                id("110105", "19500101", seq)
-            )
-        };
+        let line =
+            |seq: u32, name: &str| row(&id("110105", "19500101", seq), name, "2026-06-01", "");
         let roll = format!(
-            "{HEADER}\n{}{}{}{}",
+            "{HEADER}\n{}\n{}\n{}\n{}\n",
             line(71, "李明"),
             line(73, "张强"),
             line(75, "李明"),
@@ -1291,6 +1287,16 @@ async fn a_feed_prepared_on_every_core_is_reported_in_its_own_order() {
             .all(|(n, l)| (l.class == "unmatched") == (n % 7 == 0)));
         b.drop_pg(app).await;
     }
+}
+
+/// The single number a query (`SELECT COUNT(*) …`) returns.
+async fn count(app: &App, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
 }
 
 /// Signs of life stored by a lifecert before schema 9 (in `feed_records`, with an index by
@@ -1727,13 +1733,7 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         // A name on the roll that cannot be decrypted stops the matcher: the feed fails
         // with that error, and nothing of it is stored (its records are not duplicates
         // after the roll is mended).
-        let stored = || async {
-            sqlx::query("SELECT COUNT(*) FROM feed_records")
-                .fetch_one(app.store().pool())
-                .await
-                .unwrap()
-                .get::<i64, _>(0)
-        };
+        let stored = || count(&app, "SELECT COUNT(*) FROM feed_records");
         let before = stored().await;
         let (good,): (Vec<u8>,) = sqlx::query_as(
             &app.store()
@@ -1795,12 +1795,11 @@ async fn records_without_an_id_are_matched_by_name_and_birth_date_and_only_opene
         // A feed of more than one chunk (10,000 records): each probable match opens its
         // review case, audited; the audit of each chunk is written as the feed goes, and
         // the chain holds.
-        let opened = || async {
-            sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'review_case.opened'")
-                .fetch_one(app.store().pool())
-                .await
-                .unwrap()
-                .get::<i64, _>(0)
+        let opened = || {
+            count(
+                &app,
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'review_case.opened'",
+            )
         };
         let audited = opened().await;
         let mut many =

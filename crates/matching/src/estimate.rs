@@ -44,27 +44,21 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
 
     // Pass A: same birth date → name, gender, region; pass B: same name pinyin → birth
     // date, gender, region. Independent of each other: B on another thread.
-    let pass_a = || {
-        let pairs: Vec<Gamma> = pairs(index, &feats, |f| f.birth_date.map(BlockKey::Date))
+    let pass = |key: fn(&Features) -> Option<BlockKey>, blocked_on: fn(&mut Gamma)| {
+        let pairs: Vec<Gamma> = pairs(index, &feats, key)
             .map(|mut g| {
-                g.birth_date = None;
-                g
-            })
-            .collect();
-        (!pairs.is_empty(), em(&w, &pairs, iterations))
-    };
-    let pass_b = || {
-        let pairs: Vec<Gamma> = pairs(index, &feats, |f| f.pinyin_key().map(BlockKey::Pinyin))
-            .map(|mut g| {
-                g.name = None;
+                blocked_on(&mut g);
                 g
             })
             .collect();
         (!pairs.is_empty(), em(&w, &pairs, iterations))
     };
     let ((any_a, a), (any_b, b)) = std::thread::scope(|scope| {
-        let b = scope.spawn(pass_b);
-        let a = pass_a();
+        let b = scope.spawn(|| pass(|f| f.pinyin_key().map(BlockKey::Pinyin), |g| g.name = None));
+        let a = pass(
+            |f| f.birth_date.map(BlockKey::Date),
+            |g| g.birth_date = None,
+        );
         match b.join() {
             Ok(b) => (a, b),
             Err(panic) => std::panic::resume_unwind(panic),
