@@ -1441,67 +1441,66 @@ impl App {
         let matches: Vec<Option<lifecert_matching::MatchResult>> =
             run.iter_mut().map(|p| p.name_match.take()).collect();
         let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
-        let rows: HashMap<i64, lifecert_store::RecipientFacts> = tx
-            .recipient_facts(&ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
+        // Each pensioner's facts, the birth date read once.
+        let mut facts = HashMap::with_capacity(ids.len());
+        for r in tx.recipient_facts(&ids).await? {
+            facts.insert(r.id, (parse_stored_date(&r.birth_date)?, r));
+        }
         // What each record is, and the records to store.
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_capacity(run.len());
         let mut classes = Vec::with_capacity(run.len());
-        for (p, m) in run.iter_mut().zip(&matches) {
+        let mut recipients = Vec::with_capacity(run.len());
+        for (p, m) in run.iter().zip(&matches) {
             let line = &mut lines[p.line];
-            line.record_id = p.record_id.clone();
-            if let Some(id) = p.recipient {
-                match rows.get(&id) {
-                    Some(r) if p.event < parse_stored_date(&r.birth_date)? => {
-                        *line = report_line(
-                            &p.record_id,
-                            "rejected",
-                            Some(id),
-                            format!(
-                                "event_date {} is before the pensioner's birth date",
-                                p.event
-                            ),
-                        );
-                        classes.push(None);
-                        continue;
-                    }
-                    Some(_) => {}
-                    // Removed since the table was loaded: treated as not found.
-                    None => p.recipient = None,
+            // Removed since the table was loaded: treated as not found.
+            let recipient = p.recipient.filter(|id| facts.contains_key(id));
+            recipients.push(recipient);
+            if let Some((born, _)) = recipient.and_then(|id| facts.get(&id)) {
+                if p.event < *born {
+                    *line = report_line(
+                        &p.record_id,
+                        "rejected",
+                        recipient,
+                        format!(
+                            "event_date {} is before the pensioner's birth date",
+                            p.event
+                        ),
+                    );
+                    classes.push(None);
+                    continue;
                 }
             }
-            if !seen.insert(p.record_id.clone()) {
+            if !seen.insert(p.record_id.as_str()) {
                 *line = report_line(
                     &p.record_id,
                     "duplicate",
-                    p.recipient,
+                    recipient,
                     "this record id appears twice in the feed",
                 );
                 classes.push(None);
                 continue;
             }
-            let class = match (p.recipient, m) {
+            let class = match (recipient, m) {
                 (Some(_), _) => "exact",
                 (None, Some(m)) => class_name(m.class),
                 (None, None) => "unmatched",
             };
             classes.push(Some(class));
         }
+        drop(seen);
         let now = self.now_string();
         let event_strings: Vec<String> = run.iter().map(|p| date_str(p.event)).collect();
         let new_records: Vec<NewFeedRecord> = run
             .iter()
             .zip(&classes)
+            .zip(&recipients)
             .zip(&event_strings)
-            .filter_map(|((p, c), e)| {
+            .filter_map(|(((p, c), &recipient_id), e)| {
                 c.map(|class| NewFeedRecord {
                     source: &source.name,
                     record_id: &p.record_id,
                     kind: source.kind.as_str(),
-                    recipient_id: p.recipient,
+                    recipient_id,
                     class,
                     event_date: Some(e),
                     weight_milli: source.weight_milli,
@@ -1509,40 +1508,49 @@ impl App {
                 })
             })
             .collect();
-        let inserted = tx.insert_feed_records(&new_records, &now).await?;
+        // One answer per record stored, in order.
+        let mut inserted = tx
+            .insert_feed_records(&new_records, &now)
+            .await?
+            .into_iter();
         drop(new_records);
         // Pensioners whose row this run changed (re-read before use), and those with new
         // signs of life to add up.
         let mut changed = std::collections::HashSet::new();
         let mut reviews = Vec::new();
-        for (((p, class), m), event_date) in run.iter().zip(classes).zip(matches).zip(event_strings)
+        for ((((p, class), m), event_date), recipient) in run
+            .iter()
+            .zip(classes)
+            .zip(matches)
+            .zip(event_strings)
+            .zip(recipients)
         {
             let Some(class) = class else { continue };
             let line = &mut lines[p.line];
-            let Some(&feed_record_id) = inserted.get(&p.record_id) else {
+            let Some(feed_record_id) = inserted.next().flatten() else {
                 *line = report_line(
                     &p.record_id,
                     "duplicate",
-                    p.recipient,
+                    recipient,
                     "this record id was received before",
                 );
                 continue;
             };
             line.class = class;
-            line.recipient_id = p.recipient;
-            if let Some(id) = p.recipient {
+            line.recipient_id = recipient;
+            if let Some(id) = recipient {
                 line.reason = match source.kind {
                     SourceKind::Life => {
-                        let r = match rows.get(&id) {
-                            Some(r) if !changed.contains(&id) => r.clone(),
+                        let r = match facts.get(&id) {
+                            Some((_, r)) if !changed.contains(&id) => Cow::Borrowed(r),
                             _ => {
                                 let r = self.current_row(tx, id).await?;
-                                lifecert_store::RecipientFacts {
+                                Cow::Owned(lifecert_store::RecipientFacts {
                                     id: r.id,
                                     birth_date: r.birth_date,
                                     status: r.status,
                                     death_date: r.death_date,
-                                }
+                                })
                             }
                         };
                         let (reason, living) = self
@@ -1598,6 +1606,9 @@ impl App {
         st.summary.reviews_opened += opened.len() as u64;
         for (case, recipient_id) in opened {
             self.audit_case_opened(tx, actor, recipient_id, case, kind);
+        }
+        for p in run {
+            lines[p.line].record_id = p.record_id;
         }
         Ok(())
     }

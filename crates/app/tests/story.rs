@@ -1300,8 +1300,9 @@ async fn count(app: &App, sql: &str) -> i64 {
 }
 
 /// Signs of life stored by a lifecert before schema 9 (in `feed_records`, with an index by
-/// pensioner) are carried into `life_signs` by the migration: a pensioner left pending is
-/// still certified from them; a voided record is no sign.
+/// pensioner) are carried into `life_signs` by the migration, and the pending list into
+/// rows of 64 (schema 10): a pensioner left pending is still certified from them; a voided
+/// record is no sign; pensioners listed without signs are taken off the list.
 #[tokio::test]
 async fn signs_stored_before_schema_9_are_carried_over() {
     for b in backends().await {
@@ -1317,7 +1318,15 @@ async fn signs_stored_before_schema_9_are_carried_over() {
             )
             .await
             .unwrap();
-            let roll = [&p, &q].map(|i| row(i, "某", "2026-01-10", "2026-10"));
+            // And 128 more, so that two pensioners are the last of a row of 64.
+            let others: Vec<String> = (100..228)
+                .map(|seq| id("110105", "19460101", seq))
+                .collect();
+            let roll: Vec<String> = [&p, &q]
+                .into_iter()
+                .chain(&others)
+                .map(|i| row(i, "某", "2026-01-10", "2026-10"))
+                .collect();
             import(
                 &app,
                 &b.file("r.csv", &format!("{HEADER}\n{}\n", roll.join("\n"))),
@@ -1325,6 +1334,12 @@ async fn signs_stored_before_schema_9_are_carried_over() {
             .await;
             let rp = app.recipient_view(&nid(&p)).await.unwrap().recipient_id;
             let rq = app.recipient_view(&nid(&q)).await.unwrap().recipient_id;
+            let last = app
+                .recipient_view(&nid(&others[124]))
+                .await
+                .unwrap()
+                .recipient_id;
+            assert_eq!(last % 64, 63, "{}", b.name);
             let dialect = app.store().dialect();
             let insert = dialect.sql(
                 "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
@@ -1345,11 +1360,16 @@ async fn signs_stored_before_schema_9_are_carried_over() {
                     .await
                     .unwrap();
             }
+            // The last bit of a row of the pending list (schema 10) is its sign bit: two
+            // pensioners pending without signs have it.
             sqlx::query(
-                &dialect.sql("INSERT INTO feed_pending_life (recipient_id) VALUES (?), (?)"),
+                &dialect
+                    .sql("INSERT INTO feed_pending_life (recipient_id) VALUES (?), (?), (?), (?)"),
             )
             .bind(rp)
             .bind(rq)
+            .bind(last - 64)
+            .bind(last)
             .execute(app.store().pool())
             .await
             .unwrap();
@@ -1365,6 +1385,12 @@ async fn signs_stored_before_schema_9_are_carried_over() {
         assert_eq!(v.last_certified_on, "2026-11-22", "{}", b.name);
         let v = app.recipient_view(&nid(&q)).await.unwrap();
         assert_eq!(v.last_certified_on, "2026-01-10", "{}", b.name);
+        assert_eq!(
+            count(&app, "SELECT COUNT(*) FROM life_pending").await,
+            0,
+            "{}",
+            b.name
+        );
         b.drop_pg(app).await;
     }
 }
@@ -2499,7 +2525,8 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
                 .await
                 .unwrap();
             let mut signs: Vec<lifecert_store::LifeSign> = stored
-                .values()
+                .iter()
+                .flatten()
                 .map(|&feed_record_id| lifecert_store::LifeSign {
                     recipient_id: rid,
                     event_date: "2026-11-25".into(),

@@ -345,17 +345,17 @@ pub struct LifeFacts {
 pub const FEED_INSERT_ROWS: usize = 2_000;
 
 impl WriteTx {
-    /// Stores many records at once; returns the record ids that were new, with their row
-    /// ids. A record id
-    /// this source sent before is left as it was: the unique index decides, in the same
-    /// statement (asking first with `record_id IN (…)` let PostgreSQL, without statistics
-    /// on a young table, scan the whole table for every 2,000 records).
+    /// Stores many records at once (their record ids distinct); returns, for each in
+    /// order, its row id, or `None` if this source sent that record id before (the row is
+    /// then left as it was). The unique index decides, in the same statement (asking first
+    /// with `record_id IN (…)` let PostgreSQL, without statistics on a young table, scan
+    /// the whole table for every 2,000 records).
     pub async fn insert_feed_records(
         &mut self,
         records: &[NewFeedRecord<'_>],
         now: &str,
-    ) -> Result<std::collections::HashMap<String, i64>> {
-        let mut inserted = std::collections::HashMap::with_capacity(records.len());
+    ) -> Result<Vec<Option<i64>>> {
+        let mut out = Vec::with_capacity(records.len());
         let consecutive = self.ids_are_consecutive();
         for chunk in records.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
@@ -378,31 +378,36 @@ impl WriteTx {
                     .bind(0_i64)
                     .bind(now);
             }
-            if !consecutive {
-                for row in q.fetch_all(self.conn()).await? {
-                    inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+            let stored: std::collections::HashMap<String, i64> = if consecutive {
+                let before = self.last_id("feed_records").await?;
+                let stored = q.execute(self.conn()).await?.rows_affected() as usize;
+                if stored == chunk.len() {
+                    out.extend((before + 1..).take(stored).map(Some));
+                    continue;
                 }
-                continue;
-            }
-            let before = self.last_id("feed_records").await?;
-            let stored = q.execute(self.conn()).await?.rows_affected() as usize;
-            if stored == chunk.len() {
-                for (r, id) in chunk.iter().zip(before + 1..) {
-                    inserted.insert(r.record_id.to_string(), id);
+                if stored == 0 {
+                    out.extend(chunk.iter().map(|_| None));
+                    continue;
                 }
-            } else if stored > 0 {
                 // Some were sent before: which rows are new is asked.
                 let sql = self.sql("SELECT record_id, id FROM feed_records WHERE id > ?");
-                for row in sqlx::query(&sql)
+                sqlx::query(&sql)
                     .bind(before)
                     .fetch_all(self.conn())
                     .await?
-                {
-                    inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
-                }
-            }
+                    .iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect::<Result<_>>()?
+            } else {
+                q.fetch_all(self.conn())
+                    .await?
+                    .iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                    .collect::<Result<_>>()?
+            };
+            out.extend(chunk.iter().map(|r| stored.get(r.record_id).copied()));
         }
-        Ok(inserted)
+        Ok(out)
     }
 
     /// Opens many review cases of one kind at once, `(pensioner, details)` each; returns
@@ -491,70 +496,120 @@ impl WriteTx {
 
     /// Lists pensioners whose new signs of life are still to be added up.
     pub async fn add_pending_life(&mut self, ids: &[i64]) -> Result<()> {
-        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+        let blocks = pending_blocks(ids);
+        for chunk in blocks.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "INSERT INTO feed_pending_life (recipient_id) VALUES {} ON CONFLICT (recipient_id) DO NOTHING",
-                value_groups(chunk.len(), 1)
+                "INSERT INTO life_pending (block, bits) VALUES {} \
+                 ON CONFLICT (block) DO UPDATE SET bits = life_pending.bits | excluded.bits",
+                value_groups(chunk.len(), 2)
             ));
             let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
+            for (block, bits) in chunk {
+                q = q.bind(*block).bind(*bits);
             }
             q.execute(self.conn()).await?;
         }
         Ok(())
     }
 
-    /// Pensioners (up to `limit`) with signs of life still to add up, in id order, with
-    /// what deciding on them needs (`None` for an id that names no pensioner). Only these
-    /// few columns: the pass reads a row for every pensioner a feed names.
+    /// Pensioners (`limit` or a few more: whole rows of the list) with signs of life still
+    /// to add up, in id order, with what deciding on them needs (`None` for an id that
+    /// names no pensioner). Only these few columns: the pass reads a row for every
+    /// pensioner a feed names.
     pub async fn pending_life(&mut self, limit: i64) -> Result<Vec<(i64, Option<LifeFacts>)>> {
-        let sql = self.sql(&joined_sql(
-            self.dialect,
-            "id || ',' || status || ',' || death_date || ',' || last_certified_on || ',' || benefit_start || ',' || birth_date || ',' || region_code",
-            "SELECT p.recipient_id AS id, COALESCE(r.status, '') AS status, COALESCE(r.death_date, '') AS death_date, \
-             COALESCE(r.last_certified_on, '') AS last_certified_on, COALESCE(r.benefit_start, '') AS benefit_start, \
-             COALESCE(r.birth_date, '') AS birth_date, COALESCE(r.region_code, '') AS region_code \
-             FROM feed_pending_life p LEFT JOIN recipients r ON r.id = p.recipient_id \
-             ORDER BY p.recipient_id LIMIT ?",
-        ));
-        let joined = sqlx::query(&sql)
-            .bind(limit)
-            .fetch_one(self.conn())
-            .await?
-            .try_get(0)?;
-        let mut out = parse_joined(&joined, limit, |row| {
-            let [id, status, death, last, start, birth, region] = split_fields(row)?;
-            let id = id.parse().map_err(|_| corrupt_row(row))?;
-            if status.is_empty() {
-                return Ok((id, None));
+        let mut ids = Vec::new();
+        let mut after = -1_i64;
+        while (ids.len() as i64) < limit {
+            let sql = self.sql(&joined_sql(
+                self.dialect,
+                "block || ',' || bits",
+                "SELECT block, bits FROM life_pending WHERE block > ? ORDER BY block LIMIT 1000",
+            ));
+            let joined = sqlx::query(&sql)
+                .bind(after)
+                .fetch_one(self.conn())
+                .await?
+                .try_get(0)?;
+            let mut page = parse_joined(&joined, 1000, |row| {
+                let [block, bits] = split_fields(row)?;
+                Ok((
+                    block.parse::<i64>().map_err(|_| corrupt_row(row))?,
+                    bits.parse::<i64>().map_err(|_| corrupt_row(row))?,
+                ))
+            })?;
+            if page.is_empty() {
+                break;
             }
-            Ok((
-                id,
-                Some(LifeFacts {
-                    status: status.to_string(),
-                    death_date: optional(death),
-                    last_certified_on: optional(last),
-                    benefit_start: start.to_string(),
-                    birth_date: birth.to_string(),
-                    region_code: region.to_string(),
-                }),
-            ))
-        })?;
-        out.sort_unstable_by_key(|(id, _)| *id);
+            page.sort_unstable_by_key(|(block, _)| *block);
+            for (block, bits) in page {
+                after = block;
+                ids.extend(pending_ids(block, bits));
+                if ids.len() as i64 >= limit {
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+            let sql = self.sql(&joined_sql(
+                self.dialect,
+                "id || ',' || status || ',' || COALESCE(death_date, '') || ',' || COALESCE(last_certified_on, '') || ',' || benefit_start || ',' || birth_date || ',' || region_code",
+                &format!(
+                    "SELECT id, status, death_date, last_certified_on, benefit_start, birth_date, region_code \
+                     FROM recipients WHERE id IN ({})",
+                    in_list(chunk.len())
+                ),
+            ));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let joined = q.fetch_one(self.conn()).await?.try_get(0)?;
+            let mut found = parse_joined(&joined, chunk.len() as i64, |row| {
+                let [id, status, death, last, start, birth, region] = split_fields(row)?;
+                Ok((
+                    id.parse::<i64>().map_err(|_| corrupt_row(row))?,
+                    LifeFacts {
+                        status: status.to_string(),
+                        death_date: optional(death),
+                        last_certified_on: optional(last),
+                        benefit_start: start.to_string(),
+                        birth_date: birth.to_string(),
+                        region_code: region.to_string(),
+                    },
+                ))
+            })?;
+            found.sort_unstable_by_key(|(id, _)| *id);
+            let mut found = found.into_iter().peekable();
+            for &id in chunk {
+                let facts = found.next_if(|(f, _)| *f == id).map(|(_, facts)| facts);
+                out.push((id, facts));
+            }
+        }
         Ok(out)
     }
 
     /// Takes these pensioners off the pending list.
     pub async fn clear_pending_life(&mut self, ids: &[i64]) -> Result<()> {
-        for chunk in ids.chunks(FEED_INSERT_ROWS) {
+        let blocks = pending_blocks(ids);
+        for chunk in blocks.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "DELETE FROM feed_pending_life WHERE recipient_id IN ({})",
+                "UPDATE life_pending SET bits = life_pending.bits & ~v.column2 \
+                 FROM (VALUES {}) AS v WHERE life_pending.block = v.column1",
+                value_groups(chunk.len(), 2)
+            ));
+            let mut q = sqlx::query(&sql);
+            for (block, bits) in chunk {
+                q = q.bind(*block).bind(*bits);
+            }
+            q.execute(self.conn()).await?;
+            let sql = self.sql(&format!(
+                "DELETE FROM life_pending WHERE bits = 0 AND block IN ({})",
                 in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
+            for (block, _) in chunk {
+                q = q.bind(*block);
             }
             q.execute(self.conn()).await?;
         }
@@ -696,9 +751,54 @@ impl WriteTx {
     }
 }
 
+/// Pensioner ids as rows of the pending list: `(id / 64, a bit per id % 64)`, by block.
+fn pending_blocks(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut blocks: Vec<(i64, i64)> = ids
+        .iter()
+        .map(|id| (id.div_euclid(64), 1_i64 << id.rem_euclid(64)))
+        .collect();
+    blocks.sort_unstable_by_key(|(block, _)| *block);
+    blocks.dedup_by(|(block, bits), (kept, kept_bits)| {
+        let same = block == kept;
+        if same {
+            *kept_bits |= *bits;
+        }
+        same
+    });
+    blocks
+}
+
+/// The pensioner ids a row of the pending list holds, in order.
+fn pending_ids(block: i64, bits: i64) -> impl Iterator<Item = i64> {
+    (0..64)
+        .filter(move |bit| bits & (1_i64 << bit) != 0)
+        .map(move |bit| block * 64 + bit)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{from_hex, joined_rows, split_fields};
+    use super::{from_hex, joined_rows, pending_blocks, pending_ids, split_fields};
+
+    #[test]
+    fn pending_pensioners_are_kept_64_to_a_row() {
+        let ids = [1, 63, 64, 5, 127, 128, 64, 6_400_000];
+        let blocks = pending_blocks(&ids);
+        assert_eq!(
+            blocks,
+            vec![
+                (0, (1 << 1) | (1 << 5) | (1 << 63)),
+                (1, 1 | (1 << 63)),
+                (2, 1),
+                (100_000, 1)
+            ]
+        );
+        let back: Vec<i64> = blocks
+            .iter()
+            .flat_map(|&(block, bits)| pending_ids(block, bits))
+            .collect();
+        assert_eq!(back, vec![1, 5, 63, 64, 127, 128, 6_400_000]);
+        assert!(pending_blocks(&[]).is_empty());
+    }
 
     #[test]
     fn joined_rows_and_their_fields_are_read_in_place() {

@@ -211,7 +211,7 @@ impl Store {
     /// plans by its indexes and needs nothing).
     pub async fn refresh_feed_statistics(&self) -> Result<()> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("ANALYZE feed_records, life_signs, feed_pending_life")
+            sqlx::query("ANALYZE feed_records, life_signs, life_pending")
                 .execute(&self.pool)
                 .await?;
         }

@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_life_signs.sql"),
         postgres: include_str!("../migrations/postgres/0009_life_signs.sql"),
     },
+    Migration {
+        version: 10,
+        name: "life_pending",
+        sqlite: include_str!("../migrations/sqlite/0010_life_pending.sql"),
+        postgres: include_str!("../migrations/postgres/0010_life_pending.sql"),
+    },
 ];
 
 /// Applies the migrations not yet applied, up to schema `up_to`.
