@@ -378,7 +378,8 @@ impl WriteTx {
                     .bind(0_i64)
                     .bind(now);
             }
-            let stored: std::collections::HashMap<String, i64> = if consecutive {
+            // `(record_id, id)` of the rows that are new.
+            let rows = if consecutive {
                 let before = self.last_id("feed_records").await?;
                 let stored = q.execute(self.conn()).await?.rows_affected() as usize;
                 if stored == chunk.len() {
@@ -395,16 +396,13 @@ impl WriteTx {
                     .bind(before)
                     .fetch_all(self.conn())
                     .await?
-                    .iter()
-                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                    .collect::<Result<_>>()?
             } else {
-                q.fetch_all(self.conn())
-                    .await?
-                    .iter()
-                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                    .collect::<Result<_>>()?
+                q.fetch_all(self.conn()).await?
             };
+            let stored: std::collections::HashMap<String, i64> = rows
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<_>>()?;
             out.extend(chunk.iter().map(|r| stored.get(r.record_id).copied()));
         }
         Ok(out)
