@@ -1453,22 +1453,21 @@ impl App {
         for (p, m) in run.iter().zip(&matches) {
             let line = &mut lines[p.line];
             // Removed since the table was loaded: treated as not found.
-            let recipient = p.recipient.filter(|id| facts.contains_key(id));
+            let found = p.recipient.and_then(|id| facts.get(&id));
+            let recipient = found.map(|(_, r)| r.id);
             recipients.push(recipient);
-            if let Some((born, _)) = recipient.and_then(|id| facts.get(&id)) {
-                if p.event < *born {
-                    *line = report_line(
-                        &p.record_id,
-                        "rejected",
-                        recipient,
-                        format!(
-                            "event_date {} is before the pensioner's birth date",
-                            p.event
-                        ),
-                    );
-                    classes.push(None);
-                    continue;
-                }
+            if found.is_some_and(|(born, _)| p.event < *born) {
+                *line = report_line(
+                    &p.record_id,
+                    "rejected",
+                    recipient,
+                    format!(
+                        "event_date {} is before the pensioner's birth date",
+                        p.event
+                    ),
+                );
+                classes.push(None);
+                continue;
             }
             if !seen.insert(p.record_id.as_str()) {
                 *line = report_line(
@@ -1487,7 +1486,6 @@ impl App {
             };
             classes.push(Some(class));
         }
-        drop(seen);
         let now = self.now_string();
         let event_strings: Vec<String> = run.iter().map(|p| date_str(p.event)).collect();
         let new_records: Vec<NewFeedRecord> = run

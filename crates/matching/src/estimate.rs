@@ -53,17 +53,15 @@ pub(crate) fn estimate(index: &Index, records: &[Person], iterations: usize) -> 
             .collect();
         (!pairs.is_empty(), em(&w, &pairs, iterations))
     };
-    let ((any_a, a), (any_b, b)) = std::thread::scope(|scope| {
-        let b = scope.spawn(|| pass(|f| f.pinyin_key().map(BlockKey::Pinyin), |g| g.name = None));
-        let a = pass(
-            |f| f.birth_date.map(BlockKey::Date),
-            |g| g.birth_date = None,
-        );
-        match b.join() {
-            Ok(b) => (a, b),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
+    let ((any_a, a), (any_b, b)) = crate::both(
+        || {
+            pass(
+                |f| f.birth_date.map(BlockKey::Date),
+                |g| g.birth_date = None,
+            )
+        },
+        || pass(|f| f.pinyin_key().map(BlockKey::Pinyin), |g| g.name = None),
+    );
 
     if any_a {
         w.name.m = a.name.m;

@@ -40,6 +40,18 @@ pub struct Candidate {
     pub person: Person,
 }
 
+/// `a` on this thread and `b` on another, at once. A panic in either is passed on.
+pub(crate) fn both<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        match b.join() {
+            Ok(b) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// `f` over `items` on every core, in order. A panic in `f` is passed on, not swallowed.
 pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -241,14 +253,10 @@ impl Index {
             }
         }
         // The pinyin blocks on another thread.
-        let (dates, (year_pinyin, pinyin)) = std::thread::scope(|scope| {
-            let by_name = scope.spawn(|| (Blocks::new(year_pinyin), Blocks::new(pinyin)));
-            let dates = Blocks::new(dates);
-            match by_name.join() {
-                Ok(by_name) => (dates, by_name),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        });
+        let (dates, (year_pinyin, pinyin)) = both(
+            || Blocks::new(dates),
+            || (Blocks::new(year_pinyin), Blocks::new(pinyin)),
+        );
         Index {
             ids,
             features,

@@ -517,12 +517,12 @@ impl WriteTx {
     pub async fn pending_life(&mut self, limit: i64) -> Result<Vec<(i64, Option<LifeFacts>)>> {
         let mut ids = Vec::new();
         let mut after = -1_i64;
+        let sql = self.sql(&joined_sql(
+            self.dialect,
+            "block || ',' || bits",
+            "SELECT block, bits FROM life_pending WHERE block > ? ORDER BY block LIMIT 1000",
+        ));
         while (ids.len() as i64) < limit {
-            let sql = self.sql(&joined_sql(
-                self.dialect,
-                "block || ',' || bits",
-                "SELECT block, bits FROM life_pending WHERE block > ? ORDER BY block LIMIT 1000",
-            ));
             let joined = sqlx::query(&sql)
                 .bind(after)
                 .fetch_one(self.conn())
