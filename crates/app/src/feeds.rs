@@ -616,6 +616,63 @@ struct IngestState<'a> {
     matched: IdSet,
     /// Signs of life of the open transaction, stored in pensioner order before it commits.
     signs: Vec<lifecert_store::LifeSign>,
+    /// What the feed checks of the pensioners it has named so far.
+    known: KnownFacts,
+}
+
+/// What storing a record checks of the pensioner it names. A large feed names each
+/// pensioner many times (10M records, 1M pensioners), so this is read once per feed and
+/// kept, instead of being looked up again in the roll for every record.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    born: NaiveDate,
+    terminated: bool,
+    death: Option<NaiveDate>,
+}
+
+impl Facts {
+    fn read(birth_date: &str, status: &str, death_date: Option<&str>) -> Result<Facts> {
+        Ok(Facts {
+            born: parse_stored_date(birth_date)?,
+            terminated: status == PaymentStatus::Terminated.as_str(),
+            death: death_date.map(parse_stored_date).transpose()?,
+        })
+    }
+}
+
+/// The facts of the pensioners a feed has named, kept current: before each use it forgets
+/// every pensioner that the audit trail names since it last looked. Every change to a
+/// birth date, payment status or death date is audited, naming the pensioner, in the
+/// transaction that makes it (DESIGN: the audit trail is written with the change), and
+/// writers take turns at the audit chain's head, so nothing changes unseen.
+#[derive(Default)]
+struct KnownFacts {
+    facts: HashMap<i64, Facts>,
+    /// The audit entry that `facts` is current up to; `None` before the first look.
+    as_of: Option<i64>,
+}
+
+impl KnownFacts {
+    /// Brings the facts up to date in `tx`, and reads those of `ids` not known yet (a
+    /// pensioner who does not exist stays unknown).
+    async fn update(&mut self, tx: &mut WriteTx, ids: &[i64]) -> Result<()> {
+        if let Some(since) = self.as_of {
+            for id in tx.recipients_audited_after(since).await? {
+                self.facts.remove(&id);
+            }
+        }
+        self.as_of = Some(tx.audit_seq());
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.facts.contains_key(id))
+            .collect();
+        for r in tx.recipient_facts(&missing).await? {
+            let facts = Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?;
+            self.facts.insert(r.id, facts);
+        }
+        Ok(())
+    }
 }
 
 impl IngestState<'_> {
@@ -1094,6 +1151,7 @@ impl App {
             id_table: id_table.is_some(),
             matched: IdSet::default(),
             signs: Vec::new(),
+            known: KnownFacts::default(),
         };
         let work = async {
             // Owned here, so that the sequencing thread stops (and stops asking for a
@@ -1121,6 +1179,7 @@ impl App {
                 .map_err(|e| AppError::Io(format!("the feed reader stopped: {e}")))?;
         }
         let matched = st.matched.len();
+        drop(st);
         tracing::info!(
             records = summary.records,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -1441,11 +1500,9 @@ impl App {
         let matches: Vec<Option<lifecert_matching::MatchResult>> =
             run.iter_mut().map(|p| p.name_match.take()).collect();
         let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
-        // Each pensioner's facts, the birth date read once.
-        let mut facts = HashMap::with_capacity(ids.len());
-        for r in tx.recipient_facts(&ids).await? {
-            facts.insert(r.id, (parse_stored_date(&r.birth_date)?, r));
-        }
+        st.known.update(tx, &ids).await?;
+        drop(ids);
+        let facts = &st.known.facts;
         // What each record is, and the records to store.
         let mut seen = std::collections::HashSet::with_capacity(run.len());
         let mut classes = Vec::with_capacity(run.len());
@@ -1453,10 +1510,10 @@ impl App {
         for (p, m) in run.iter().zip(&matches) {
             let line = &mut lines[p.line];
             // Removed since the table was loaded: treated as not found.
-            let found = p.recipient.and_then(|id| facts.get(&id));
-            let recipient = found.map(|(_, r)| r.id);
+            let found = p.recipient.and_then(|id| facts.get(&id).map(|f| (id, f)));
+            let recipient = found.map(|(id, _)| id);
             recipients.push(recipient);
-            if found.is_some_and(|(born, _)| p.event < *born) {
+            if found.is_some_and(|(_, f)| p.event < f.born) {
                 *line = report_line(
                     &p.record_id,
                     "rejected",
@@ -1539,20 +1596,23 @@ impl App {
             if let Some(id) = recipient {
                 line.reason = match source.kind {
                     SourceKind::Life => {
-                        let r = match facts.get(&id) {
-                            Some((_, r)) if !changed.contains(&id) => Cow::Borrowed(r),
+                        let facts = match st.known.facts.get(&id) {
+                            Some(f) if !changed.contains(&id) => *f,
                             _ => {
                                 let r = self.current_row(tx, id).await?;
-                                Cow::Owned(lifecert_store::RecipientFacts {
-                                    id: r.id,
-                                    birth_date: r.birth_date,
-                                    status: r.status,
-                                    death_date: r.death_date,
-                                })
+                                Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?
                             }
                         };
                         let (reason, living) = self
-                            .record_life_sign(tx, actor, &r, p.event, &p.record_id, st.summary)
+                            .record_life_sign(
+                                tx,
+                                actor,
+                                id,
+                                facts,
+                                p.event,
+                                &p.record_id,
+                                st.summary,
+                            )
                             .await?;
                         if living {
                             st.signs.push(lifecert_store::LifeSign {
@@ -1613,24 +1673,26 @@ impl App {
 
     /// A new sign of life: doubtful if dated after a reported death, otherwise one to add
     /// up when the feed is in (then `true`). Returns the report's reason.
+    #[allow(clippy::too_many_arguments)]
     async fn record_life_sign(
         &self,
         tx: &mut WriteTx,
         actor: &Actor,
-        r: &lifecert_store::RecipientFacts,
+        id: i64,
+        facts: Facts,
         event: NaiveDate,
         record_id: &str,
         summary: &mut FeedSummary,
     ) -> Result<(Cow<'static, str>, bool)> {
-        if r.status == "terminated" {
+        if facts.terminated {
             return Ok(("payment is terminated".into(), false));
         }
-        if let Some(death) = r.death_date.as_deref().map(parse_stored_date).transpose()? {
+        if let Some(death) = facts.death {
             if event > death {
                 self.open_review_case(
                     tx,
                     actor,
-                    r.id,
+                    id,
                     "doubtful_certification",
                     None,
                     serde_json::json!({"conflict": "sign of life after a reported death", "record_id": record_id, "event_date": date_str(event), "death_date": date_str(death)}),
@@ -2119,5 +2181,85 @@ impl App {
             weights,
             thresholds: self.matching.thresholds(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::app_with_one_pensioner;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    async fn update(app: &App, known: &mut KnownFacts, ids: &[i64]) {
+        let mut tx = app.store().begin_write().await.unwrap();
+        known.update(&mut tx, ids).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// A feed reads a pensioner's facts once and keeps them, but forgets them as soon as
+    /// the audit trail names the pensioner: after a change another writer committed
+    /// between two of the feed's transactions, or one made earlier in the same
+    /// transaction whose audit entry is not written yet.
+    #[tokio::test]
+    async fn known_facts_follow_every_audited_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app_with_one_pensioner(&dir).await;
+        let mut known = KnownFacts::default();
+        update(&app, &mut known, &[1, 99]).await;
+        let f = known.facts[&1];
+        assert_eq!(
+            (f.born, f.terminated, f.death),
+            (day("1950-01-07"), false, None)
+        );
+        assert!(
+            !known.facts.contains_key(&99),
+            "not on the roll: stays unknown"
+        );
+
+        // Kept, not read again: a change that nothing audited goes unseen. (Only a test
+        // can make one; it shows that the facts really are kept.)
+        sqlx::query("UPDATE recipients SET birth_date = '1950-01-08' WHERE id = 1")
+            .execute(app.store().pool())
+            .await
+            .unwrap();
+        update(&app, &mut known, &[1]).await;
+        assert_eq!(known.facts[&1].born, day("1950-01-07"));
+
+        // Another writer reports the death between two of the feed's transactions.
+        let id = lifecert_domain::NationalId::parse("32010219500107952X").unwrap();
+        app.report_death(&Actor::System, &id, day("2026-11-01"), "public_security")
+            .await
+            .unwrap();
+        let mut tx = app.store().begin_write().await.unwrap();
+        known.update(&mut tx, &[1]).await.unwrap();
+        let f = known.facts[&1];
+        assert_eq!(
+            (f.born, f.death),
+            (day("1950-01-08"), Some(day("2026-11-01")))
+        );
+
+        // A change earlier in the same transaction, its audit entry still pending.
+        tx.set_status(1, "terminated", None, "2026-11-30", "2026-11-30T00:00:00Z")
+            .await
+            .unwrap();
+        app.audit(
+            &mut tx,
+            &Actor::System,
+            "recipient.terminated",
+            Some(1),
+            serde_json::json!({}),
+        );
+        known.update(&mut tx, &[1]).await.unwrap();
+        assert!(known.facts[&1].terminated);
+        tx.commit().await.unwrap();
+
+        // What was seen is not forgotten again.
+        let as_of = known.as_of;
+        update(&app, &mut known, &[]).await;
+        assert!(known.facts.contains_key(&1));
+        assert!(known.as_of >= as_of);
     }
 }

@@ -1459,6 +1459,7 @@ pub struct OpenCrvsEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::app_with_one_pensioner;
 
     fn dci(events: Value) -> Value {
         serde_json::json!({
@@ -1921,37 +1922,6 @@ mod tests {
             encode_uri_component("{\"a\":\"b c/é~*\"}".as_bytes()),
             b"%7B%22a%22%3A%22b%20c%2F%C3%A9~*%22%7D".to_vec()
         );
-    }
-
-    async fn app_with_one_pensioner(dir: &tempfile::TempDir) -> App {
-        use base64::Engine;
-        let url = format!("sqlite://{}/lifecert.db", dir.path().display());
-        let store = lifecert_store::Store::open(&url).await.unwrap();
-        let keys = lifecert_crypto::KeyRing::from_key_list(
-            &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
-            lifecert_crypto::Cipher::Aes256Gcm,
-        )
-        .unwrap();
-        let clock = crate::FixedClock::at(NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
-        let app = App::new(
-            store,
-            keys,
-            lifecert_domain::Policy::default(),
-            std::sync::Arc::new(clock),
-        )
-        .await
-        .unwrap();
-        let roll = dir.path().join("roll.csv");
-        std::fs::write(
-            &roll,
-            "id_number,name,insurance_type,region_code,benefit_start,monthly_amount\n\
-             32010219500107952X,王建国,enterprise,320102,2010-02,3000.00\n",
-        )
-        .unwrap();
-        app.import_recipients(&Actor::System, &roll, &mut |_| {})
-            .await
-            .unwrap();
-        app
     }
 
     async fn scalar(app: &App, sql: &str) -> i64 {

@@ -19,6 +19,8 @@ pub mod recipients;
 pub mod recovery;
 pub mod schedule;
 pub mod staff;
+#[cfg(test)]
+mod testing;
 pub mod workflows;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -1438,6 +1438,57 @@ async fn voided_signs_of_life_no_longer_count() {
     }
 }
 
+/// What a long feed relies on to keep pensioners' facts from one of its transactions to
+/// the next: the audit trail names every pensioner changed after a given entry, the open
+/// transaction's own entries (written or not) included.
+#[tokio::test]
+async fn the_audit_trail_names_who_changed_after_an_entry() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let (p, q) = (id("110105", "19450101", 21), id("110105", "19450102", 22));
+        let rows = [
+            row(&p, "某", "2026-01-10", "2026-10"),
+            row(&q, "某", "2026-01-10", "2026-10"),
+        ];
+        import(
+            &app,
+            &b.file("r.csv", &format!("{HEADER}\n{}\n", rows.join("\n"))),
+        )
+        .await;
+        let recipient = |n: &str| {
+            let app = &app;
+            let n = nid(n);
+            async move { app.recipient_view(&n).await.unwrap().recipient_id }
+        };
+        let (p_id, q_id) = (recipient(&p).await, recipient(&q).await);
+        let tx = app.store().begin_write().await.unwrap();
+        let since = tx.audit_seq();
+        tx.commit().await.unwrap();
+        app.report_death(&staff(), &nid(&p), d("2026-11-01"), "public_security")
+            .await
+            .unwrap();
+        let mut tx = app.store().begin_write().await.unwrap();
+        tx.audit(lifecert_store::AuditEntry {
+            occurred_at: "2026-11-30T00:00:00Z".into(),
+            actor: "test".into(),
+            action: "test.changed".into(),
+            recipient_id: Some(q_id),
+            details: "{}".into(),
+        });
+        let mut named = tx.recipients_audited_after(since).await.unwrap();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(named, [p_id.min(q_id), p_id.max(q_id)], "{}", b.name);
+        let latest = tx.audit_seq();
+        assert_eq!(
+            tx.recipients_audited_after(latest).await.unwrap(),
+            Vec::<i64>::new()
+        );
+        tx.commit().await.unwrap();
+        b.drop_pg(app).await;
+    }
+}
+
 #[tokio::test]
 async fn feeds_apply_each_effect_once() {
     for b in backends().await {

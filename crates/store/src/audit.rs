@@ -52,6 +52,10 @@ fn entry_hash(seq: i64, prev_hash: &[u8], e: &AuditEntry) -> Vec<u8> {
 }
 
 impl Head {
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
+    }
+
     pub(crate) fn append(&mut self, entry: AuditEntry) -> AuditRecord {
         let seq = self.seq + 1;
         let hash = entry_hash(seq, &self.hash, &entry);

@@ -303,6 +303,31 @@ impl WriteTx {
         audit::write(&mut self.tx, self.dialect, &pending, &self.head).await
     }
 
+    /// The number of the latest audit entry, this transaction's own included.
+    pub fn audit_seq(&self) -> i64 {
+        self.head.seq()
+    }
+
+    /// The pensioners named by the audit entries numbered after `since`, this
+    /// transaction's own (written yet or not) included; unordered, possibly repeated. Every
+    /// change to a pensioner is audited, naming them, in the transaction that makes it, so
+    /// this is what may have changed since `since`.
+    pub async fn recipients_audited_after(&mut self, since: i64) -> Result<Vec<i64>> {
+        let sql = self
+            .sql("SELECT recipient_id FROM audit_log WHERE seq > ? AND recipient_id IS NOT NULL");
+        let mut ids: Vec<i64> = sqlx::query_scalar(&sql)
+            .bind(since)
+            .fetch_all(self.conn())
+            .await?;
+        ids.extend(
+            self.pending
+                .iter()
+                .filter(|r| r.seq > since)
+                .filter_map(|r| r.entry.recipient_id),
+        );
+        Ok(ids)
+    }
+
     /// Writes the pending audit entries and the new chain head, then commits.
     pub async fn commit(mut self) -> Result<()> {
         self.write_audit().await?;
