@@ -1552,7 +1552,6 @@ impl App {
             .zip(&event_strings)
             .filter_map(|(((p, c), &recipient_id), e)| {
                 c.map(|class| NewFeedRecord {
-                    source: &source.name,
                     record_id: &p.record_id,
                     kind: source.kind.as_str(),
                     recipient_id,
@@ -1565,7 +1564,7 @@ impl App {
             .collect();
         // One answer per record stored, in order.
         let mut inserted = tx
-            .insert_feed_records(&new_records, &now)
+            .insert_feed_records(&source.name, &new_records, &now)
             .await?
             .into_iter();
         drop(new_records);
@@ -1923,9 +1922,9 @@ impl App {
             ));
         };
         let stored = tx
-            .insert_feed_record(
-                &NewFeedRecord {
-                    source: &source.name,
+            .insert_feed_records(
+                &source.name,
+                &[NewFeedRecord {
                     record_id,
                     kind: "void",
                     recipient_id: original.recipient_id,
@@ -1933,11 +1932,11 @@ impl App {
                     event_date: None,
                     weight_milli: 0,
                     void_of: Some(void_of),
-                },
+                }],
                 &self.now_string(),
             )
             .await?;
-        if stored.is_none() {
+        if stored.first().copied().flatten().is_none() {
             return Ok(line(
                 "duplicate",
                 original.recipient_id,

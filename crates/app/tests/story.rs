@@ -1301,8 +1301,9 @@ async fn count(app: &App, sql: &str) -> i64 {
 
 /// Signs of life stored by a lifecert before schema 9 (in `feed_records`, with an index by
 /// pensioner) are carried into `life_signs` by the migration, and the pending list into
-/// rows of 64 (schema 10): a pensioner left pending is still certified from them; a voided
-/// record is no sign; pensioners listed without signs are taken off the list.
+/// rows of 64 (schema 10), and the records into the compact table (schema 11): a pensioner
+/// left pending is still certified from them; a voided record is no sign; pensioners listed
+/// without signs are taken off the list.
 #[tokio::test]
 async fn signs_stored_before_schema_9_are_carried_over() {
     for b in backends().await {
@@ -1391,6 +1392,41 @@ async fn signs_stored_before_schema_9_are_carried_over() {
             "{}",
             b.name
         );
+        // The records themselves are carried into the compact table (schema 11), with
+        // their ids and the time they came: sent again they are duplicates, and voiding
+        // one takes its sign back. New records get new ids.
+        let path = b.file(
+            "late.csv",
+            &format!("record_id,id_number,event_date,void_of\na,{p},2026-11-20,\nv1,,,c\ne,{q},2026-11-25,\n"),
+        );
+        let (s, lines) = ingest(&app, "card_use", &path).await;
+        assert_eq!(
+            (s.duplicates_ignored, s.voids_applied, s.exact),
+            (1, 1, 2),
+            "{}: {lines:?}",
+            b.name
+        );
+        let rq = app.recipient_view(&nid(&q)).await.unwrap().recipient_id;
+        let signs_of_q = format!("SELECT COUNT(*) FROM life_signs WHERE recipient_id = {rq}");
+        assert_eq!(count(&app, &signs_of_q).await, 1, "only e: {}", b.name);
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) - COUNT(DISTINCT id) FROM feed_records"
+            )
+            .await,
+            0,
+            "{}",
+            b.name
+        );
+        let received: String = sqlx::query_scalar(
+            "SELECT r.received_at FROM feed_records f JOIN feed_receipts r ON r.id = f.receipt \
+             JOIN feed_sources s ON s.no = r.source_no WHERE f.record_id = 'b' AND s.name = 'card_use'",
+        )
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+        assert_eq!(received, "2026-11-29T00:00:00Z", "{}", b.name);
         b.drop_pg(app).await;
     }
 }
@@ -2561,7 +2597,6 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
             let recs: Vec<lifecert_store::NewFeedRecord> = ["p1", "p2"]
                 .iter()
                 .map(|r| lifecert_store::NewFeedRecord {
-                    source: "bank_counter",
                     record_id: r,
                     kind: "life",
                     recipient_id: Some(rid),
@@ -2572,7 +2607,7 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
                 })
                 .collect();
             let stored = tx
-                .insert_feed_records(&recs, "2026-11-30T00:00:00Z")
+                .insert_feed_records("bank_counter", &recs, "2026-11-30T00:00:00Z")
                 .await
                 .unwrap();
             let mut signs: Vec<lifecert_store::LifeSign> = stored

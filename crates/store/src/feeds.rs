@@ -5,9 +5,9 @@ use crate::records::{in_list, value_groups};
 use crate::{Result, WriteTx};
 use sqlx::Row;
 
+/// A record to store, for one source ([`WriteTx::insert_feed_records`]).
 #[derive(Debug, Clone)]
 pub struct NewFeedRecord<'a> {
-    pub source: &'a str,
     pub record_id: &'a str,
     pub kind: &'a str,
     pub recipient_id: Option<i64>,
@@ -19,6 +19,8 @@ pub struct NewFeedRecord<'a> {
 
 #[derive(Debug, Clone)]
 pub struct FeedRecordRow {
+    pub source_no: i64,
+    pub record_id: String,
     pub id: i64,
     pub kind: String,
     pub recipient_id: Option<i64>,
@@ -27,38 +29,16 @@ pub struct FeedRecordRow {
 }
 
 impl WriteTx {
-    /// Stores a record; `None` when this source sent the same record id before.
-    pub async fn insert_feed_record(
-        &mut self,
-        r: &NewFeedRecord<'_>,
-        now: &str,
-    ) -> Result<Option<i64>> {
-        let sql = self.sql(
-            "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (source, record_id) DO NOTHING RETURNING id",
-        );
-        let row = sqlx::query(&sql)
-            .bind(r.source)
-            .bind(r.record_id)
-            .bind(r.kind)
-            .bind(r.recipient_id)
-            .bind(r.class)
-            .bind(r.event_date)
-            .bind(r.weight_milli)
-            .bind(r.void_of)
-            .bind(now)
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
+    /// The record this source sent under `record_id`, if it did.
     pub async fn feed_record(
         &mut self,
         source: &str,
         record_id: &str,
     ) -> Result<Option<FeedRecordRow>> {
         let sql = self.sql(
-            "SELECT id, kind, recipient_id, event_date, voided FROM feed_records WHERE source = ? AND record_id = ?",
+            "SELECT f.source_no, f.id, f.kind, f.recipient_id, f.event_date, f.voided \
+             FROM feed_records f JOIN feed_sources s ON s.no = f.source_no \
+             WHERE s.name = ? AND f.record_id = ?",
         );
         let row = sqlx::query(&sql)
             .bind(source)
@@ -67,11 +47,13 @@ impl WriteTx {
             .await?;
         row.map(|r| {
             Ok(FeedRecordRow {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                recipient_id: r.try_get(2)?,
-                event_date: r.try_get(3)?,
-                voided: r.try_get::<i64, _>(4)? != 0,
+                source_no: r.try_get(0)?,
+                record_id: record_id.to_string(),
+                id: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                recipient_id: r.try_get(3)?,
+                event_date: r.try_get(4)?,
+                voided: r.try_get::<i64, _>(5)? != 0,
             })
         })
         .transpose()
@@ -79,9 +61,11 @@ impl WriteTx {
 
     /// Marks a record voided and takes back its sign of life, if it was one.
     pub async fn void_feed_record(&mut self, record: &FeedRecordRow) -> Result<()> {
-        let sql = self.sql("UPDATE feed_records SET voided = 1 WHERE id = ?");
+        let sql =
+            self.sql("UPDATE feed_records SET voided = 1 WHERE source_no = ? AND record_id = ?");
         sqlx::query(&sql)
-            .bind(record.id)
+            .bind(record.source_no)
+            .bind(&record.record_id)
             .execute(self.conn())
             .await?;
         if let (Some(recipient_id), Some(event_date)) = (record.recipient_id, &record.event_date) {
@@ -345,67 +329,105 @@ pub struct LifeFacts {
 pub const FEED_INSERT_ROWS: usize = 2_000;
 
 impl WriteTx {
-    /// Stores many records at once (their record ids distinct); returns, for each in
-    /// order, its row id, or `None` if this source sent that record id before (the row is
-    /// then left as it was). The unique index decides, in the same statement (asking first
-    /// with `record_id IN (…)` let PostgreSQL, without statistics on a young table, scan
-    /// the whole table for every 2,000 records).
+    /// Stores many records of one source at once (their record ids distinct), as one
+    /// receipt dated `now`; returns, for each in order, its row id, or `None` if this
+    /// source sent that record id before (the row is then left as it was). The unique key
+    /// decides, in the same statement (asking first with `record_id IN (…)` let
+    /// PostgreSQL, without statistics on a young table, scan the whole table for every
+    /// 2,000 records).
     pub async fn insert_feed_records(
         &mut self,
+        source: &str,
         records: &[NewFeedRecord<'_>],
         now: &str,
     ) -> Result<Vec<Option<i64>>> {
         let mut out = Vec::with_capacity(records.len());
-        let consecutive = self.ids_are_consecutive();
+        if records.is_empty() {
+            return Ok(out);
+        }
+        let source_no = self.feed_source_no(source).await?;
+        let sql = self
+            .sql("INSERT INTO feed_receipts (source_no, received_at) VALUES (?, ?) RETURNING id");
+        let receipt: i64 = sqlx::query_scalar(&sql)
+            .bind(source_no)
+            .bind(now)
+            .fetch_one(self.conn())
+            .await?;
+        // Row ids are handed out here, one per record; a record sent before leaves a gap.
+        let sql = self.sql("UPDATE feed_record_ids SET next = next + ? RETURNING next");
+        let next: i64 = sqlx::query_scalar(&sql)
+            .bind(records.len() as i64)
+            .fetch_one(self.conn())
+            .await?;
+        let mut id = next - records.len() as i64;
+        // SQLite's driver hands each row of a RETURNING over between threads: there the
+        // count tells, and only a run with records sent before is asked which.
+        let returning = self.dialect == crate::Dialect::Postgres;
         for chunk in records.chunks(FEED_INSERT_ROWS) {
+            let first = id;
             let sql = self.sql(&format!(
-                "INSERT INTO feed_records (source, record_id, kind, recipient_id, class, event_date, weight_milli, void_of, voided, received_at) \
-                 VALUES {} ON CONFLICT (source, record_id) DO NOTHING{}",
-                value_groups(chunk.len(), 10),
-                if consecutive { "" } else { " RETURNING record_id, id" }
+                "INSERT INTO feed_records (source_no, record_id, id, receipt, kind, recipient_id, class, event_date, weight_milli, void_of, voided) \
+                 VALUES {} ON CONFLICT (source_no, record_id) DO NOTHING{}",
+                value_groups(chunk.len(), 11),
+                if returning { " RETURNING id" } else { "" }
             ));
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
-                    .bind(r.source)
+                    .bind(source_no)
                     .bind(r.record_id)
+                    .bind(id)
+                    .bind(receipt)
                     .bind(r.kind)
                     .bind(r.recipient_id)
                     .bind(r.class)
                     .bind(r.event_date)
                     .bind(r.weight_milli)
                     .bind(r.void_of)
-                    .bind(0_i64)
-                    .bind(now);
+                    .bind(0_i64);
+                id += 1;
             }
-            // `(record_id, id)` of the rows that are new.
-            let rows = if consecutive {
-                let before = self.last_id("feed_records").await?;
-                let stored = q.execute(self.conn()).await?.rows_affected() as usize;
-                if stored == chunk.len() {
-                    out.extend((before + 1..).take(stored).map(Some));
-                    continue;
-                }
-                if stored == 0 {
-                    out.extend(chunk.iter().map(|_| None));
-                    continue;
-                }
-                // Some were sent before: which rows are new is asked.
-                let sql = self.sql("SELECT record_id, id FROM feed_records WHERE id > ?");
-                sqlx::query(&sql)
-                    .bind(before)
-                    .fetch_all(self.conn())
-                    .await?
+            let new: std::collections::HashSet<i64> = if returning {
+                let rows = q.fetch_all(self.conn()).await?;
+                rows.iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<std::result::Result<_, _>>()?
             } else {
-                q.fetch_all(self.conn()).await?
+                let stored = q.execute(self.conn()).await?.rows_affected() as usize;
+                if stored == chunk.len() || stored == 0 {
+                    out.extend((first..id).map(|id| (stored != 0).then_some(id)));
+                    continue;
+                }
+                let sql = self.sql(&format!(
+                    "SELECT id FROM feed_records WHERE source_no = ? AND record_id IN ({})",
+                    in_list(chunk.len())
+                ));
+                let mut q = sqlx::query_scalar(&sql).bind(source_no);
+                for r in chunk {
+                    q = q.bind(r.record_id);
+                }
+                q.fetch_all(self.conn()).await?.into_iter().collect()
             };
-            let stored: std::collections::HashMap<String, i64> = rows
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<_>>()?;
-            out.extend(chunk.iter().map(|r| stored.get(r.record_id).copied()));
+            out.extend((first..id).map(|id| new.contains(&id).then_some(id)));
         }
         Ok(out)
+    }
+
+    /// The number that stands for a source in its feed records, given on first use.
+    async fn feed_source_no(&mut self, source: &str) -> Result<i64> {
+        let sql = self.sql("SELECT no FROM feed_sources WHERE name = ?");
+        let known: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(source)
+            .fetch_optional(self.conn())
+            .await?;
+        if let Some(no) = known {
+            return Ok(no);
+        }
+        let sql = self.sql("INSERT INTO feed_sources (name) VALUES (?) RETURNING no");
+        Ok(sqlx::query_scalar(&sql)
+            .bind(source)
+            .fetch_one(self.conn())
+            .await?)
     }
 
     /// Opens many review cases of one kind at once, `(pensioner, details)` each; returns

@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_life_pending.sql"),
         postgres: include_str!("../migrations/postgres/0010_life_pending.sql"),
     },
+    Migration {
+        version: 11,
+        name: "compact_feed_records",
+        sqlite: include_str!("../migrations/sqlite/0011_compact_feed_records.sql"),
+        postgres: include_str!("../migrations/postgres/0011_compact_feed_records.sql"),
+    },
 ];
 
 /// Applies the migrations not yet applied, up to schema `up_to`.
