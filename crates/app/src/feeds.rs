@@ -653,25 +653,41 @@ struct KnownFacts {
 }
 
 impl KnownFacts {
-    /// Brings the facts up to date in `tx`, and reads those of `ids` not known yet (a
-    /// pensioner who does not exist stays unknown).
-    async fn update(&mut self, tx: &mut WriteTx, ids: &[i64]) -> Result<()> {
+    /// The facts of each of `ids`, current in `tx`: `None` for no id, or a pensioner who
+    /// does not exist (who stays unknown). The map is large and the ids come in any order,
+    /// so each is looked up in it once.
+    async fn of(
+        &mut self,
+        tx: &mut WriteTx,
+        ids: impl Iterator<Item = Option<i64>>,
+    ) -> Result<Vec<Option<Facts>>> {
         if let Some(since) = self.as_of {
             for id in tx.recipients_audited_after(since).await? {
                 self.facts.remove(&id);
             }
         }
         self.as_of = Some(tx.audit_seq());
-        let missing: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !self.facts.contains_key(id))
-            .collect();
-        for r in tx.recipient_facts(&missing).await? {
+        let mut out = Vec::with_capacity(ids.size_hint().0);
+        let mut missing = Vec::new();
+        for id in ids {
+            let known = id.and_then(|id| self.facts.get(&id).copied());
+            if let (None, Some(id)) = (known, id) {
+                missing.push((out.len(), id));
+            }
+            out.push(known);
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<i64> = missing.iter().map(|&(_, id)| id).collect();
+        for r in tx.recipient_facts(&ids).await? {
             let facts = Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?;
             self.facts.insert(r.id, facts);
         }
-        Ok(())
+        for (at, id) in missing {
+            out[at] = self.facts.get(&id).copied();
+        }
+        Ok(out)
     }
 }
 
@@ -1499,21 +1515,18 @@ impl App {
         }
         let matches: Vec<Option<lifecert_matching::MatchResult>> =
             run.iter_mut().map(|p| p.name_match.take()).collect();
-        let ids: Vec<i64> = run.iter().filter_map(|p| p.recipient).collect();
-        st.known.update(tx, &ids).await?;
-        drop(ids);
-        let facts = &st.known.facts;
+        // Each record's pensioner's facts; `None` if there is none (removed since the
+        // table was loaded: treated as not found).
+        let facts = st.known.of(tx, run.iter().map(|p| p.recipient)).await?;
         // What each record is, and the records to store.
         let mut seen = std::collections::HashSet::with_capacity(run.len());
         let mut classes = Vec::with_capacity(run.len());
         let mut recipients = Vec::with_capacity(run.len());
-        for (p, m) in run.iter().zip(&matches) {
+        for ((p, m), f) in run.iter().zip(&matches).zip(&facts) {
             let line = &mut lines[p.line];
-            // Removed since the table was loaded: treated as not found.
-            let found = p.recipient.and_then(|id| facts.get(&id).map(|f| (id, f)));
-            let recipient = found.map(|(id, _)| id);
+            let recipient = p.recipient.filter(|_| f.is_some());
             recipients.push(recipient);
-            if found.is_some_and(|(_, f)| p.event < f.born) {
+            if f.is_some_and(|f| p.event < f.born) {
                 *line = report_line(
                     &p.record_id,
                     "rejected",
@@ -1572,12 +1585,13 @@ impl App {
         // signs of life to add up.
         let mut changed = std::collections::HashSet::new();
         let mut reviews = Vec::new();
-        for ((((p, class), m), event_date), recipient) in run
+        for (((((p, class), m), event_date), recipient), known) in run
             .iter()
             .zip(classes)
             .zip(matches)
             .zip(event_strings)
             .zip(recipients)
+            .zip(facts)
         {
             let Some(class) = class else { continue };
             let line = &mut lines[p.line];
@@ -1595,8 +1609,8 @@ impl App {
             if let Some(id) = recipient {
                 line.reason = match source.kind {
                     SourceKind::Life => {
-                        let facts = match st.known.facts.get(&id) {
-                            Some(f) if !changed.contains(&id) => *f,
+                        let facts = match known {
+                            Some(f) if !changed.contains(&id) => f,
                             _ => {
                                 let r = self.current_row(tx, id).await?;
                                 Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?
@@ -2192,10 +2206,14 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 
-    async fn update(app: &App, known: &mut KnownFacts, ids: &[i64]) {
+    async fn update(app: &App, known: &mut KnownFacts, ids: &[i64]) -> Vec<Option<Facts>> {
         let mut tx = app.store().begin_write().await.unwrap();
-        known.update(&mut tx, ids).await.unwrap();
+        let facts = known
+            .of(&mut tx, ids.iter().map(|&id| Some(id)))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
+        facts
     }
 
     /// A feed reads a pensioner's facts once and keeps them, but forgets them as soon as
@@ -2207,16 +2225,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let app = app_with_one_pensioner(&dir).await;
         let mut known = KnownFacts::default();
-        update(&app, &mut known, &[1, 99]).await;
-        let f = known.facts[&1];
+        let mut tx = app.store().begin_write().await.unwrap();
+        let facts = known
+            .of(&mut tx, [Some(1), None, Some(99)].into_iter())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let f = facts[0].unwrap();
         assert_eq!(
             (f.born, f.terminated, f.death),
             (day("1950-01-07"), false, None)
         );
-        assert!(
-            !known.facts.contains_key(&99),
-            "not on the roll: stays unknown"
-        );
+        assert!(facts[1].is_none(), "no id: nothing");
+        assert!(facts[2].is_none(), "not on the roll: nothing");
+        assert!(!known.facts.contains_key(&99), "and stays unknown");
 
         // Kept, not read again: a change that nothing audited goes unseen. (Only a test
         // can make one; it shows that the facts really are kept.)
@@ -2224,8 +2246,10 @@ mod tests {
             .execute(app.store().pool())
             .await
             .unwrap();
-        update(&app, &mut known, &[1]).await;
-        assert_eq!(known.facts[&1].born, day("1950-01-07"));
+        assert_eq!(
+            update(&app, &mut known, &[1]).await[0].unwrap().born,
+            day("1950-01-07")
+        );
 
         // Another writer reports the death between two of the feed's transactions.
         let id = lifecert_domain::NationalId::parse("32010219500107952X").unwrap();
@@ -2233,8 +2257,7 @@ mod tests {
             .await
             .unwrap();
         let mut tx = app.store().begin_write().await.unwrap();
-        known.update(&mut tx, &[1]).await.unwrap();
-        let f = known.facts[&1];
+        let f = known.of(&mut tx, [Some(1)].into_iter()).await.unwrap()[0].unwrap();
         assert_eq!(
             (f.born, f.death),
             (day("1950-01-08"), Some(day("2026-11-01")))
@@ -2251,14 +2274,13 @@ mod tests {
             Some(1),
             serde_json::json!({}),
         );
-        known.update(&mut tx, &[1]).await.unwrap();
-        assert!(known.facts[&1].terminated);
+        let f = known.of(&mut tx, [Some(1)].into_iter()).await.unwrap()[0].unwrap();
+        assert!(f.terminated);
         tx.commit().await.unwrap();
 
         // What was seen is not forgotten again.
         let as_of = known.as_of;
-        update(&app, &mut known, &[]).await;
-        assert!(known.facts.contains_key(&1));
+        assert!(update(&app, &mut known, &[1]).await[0].unwrap().terminated);
         assert!(known.as_of >= as_of);
     }
 }
