@@ -1585,11 +1585,10 @@ impl App {
         // signs of life to add up.
         let mut changed = std::collections::HashSet::new();
         let mut reviews = Vec::new();
-        for (((((p, class), m), event_date), recipient), known) in run
+        for ((((p, class), m), recipient), known) in run
             .iter()
             .zip(classes)
             .zip(matches)
-            .zip(event_strings)
             .zip(recipients)
             .zip(facts)
         {
@@ -1630,7 +1629,7 @@ impl App {
                         if living {
                             st.signs.push(lifecert_store::LifeSign {
                                 recipient_id: id,
-                                event_date,
+                                day: day_number(p.event),
                                 feed_record_id,
                                 weight_milli: source.weight_milli,
                             });
@@ -1756,7 +1755,7 @@ impl App {
             }
             let from = from - Duration::days(LIFE_WINDOW_DAYS - 1);
             let mut signs: HashMap<i64, String> = tx
-                .life_signs_of(&ids, &date_str(from))
+                .life_signs_of(&ids, day_number(from))
                 .await?
                 .into_iter()
                 .map(|s| (s.recipient_id, s.signs))
@@ -2043,19 +2042,32 @@ fn certified_on(f: &lifecert_store::LifeFacts) -> Result<NaiveDate> {
     crate::recipients::certified_on(f.last_certified_on.as_deref(), &f.benefit_start)
 }
 
-/// Reads the `date:weight,…` list [`WriteTx::life_signs_of`] returns.
+/// Reads the `day:weight,…` list [`WriteTx::life_signs_of`] returns.
 fn parse_signs(joined: &str) -> Result<Vec<(NaiveDate, i64)>> {
     joined
         .split(',')
         .map(|sign| {
             let corrupt = || AppError::Corrupt(format!("a stored sign of life reads {sign:?}"));
-            let (date, weight) = sign.split_once(':').ok_or_else(corrupt)?;
-            Ok((
-                parse_stored_date(date)?,
-                weight.parse().map_err(|_| corrupt())?,
-            ))
+            let (day, weight) = sign.split_once(':').ok_or_else(corrupt)?;
+            let day = day.parse().ok().and_then(date_of_day).ok_or_else(corrupt)?;
+            Ok((day, weight.parse().map_err(|_| corrupt())?))
         })
         .collect()
+}
+
+/// The first day that signs of life are counted from (day 0).
+const DAY_ZERO: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => panic!("1970-01-01 is a date"),
+};
+
+/// A date as signs of life are stored: days since 1970-01-01.
+fn day_number(date: NaiveDate) -> i64 {
+    (date - DAY_ZERO).num_days()
+}
+
+fn date_of_day(day: i64) -> Option<NaiveDate> {
+    DAY_ZERO.checked_add_signed(Duration::try_days(day)?)
 }
 
 fn passive_pass(recipient_id: i64, date: NaiveDate, weight: i64) -> CertifyRequest {
@@ -2214,6 +2226,20 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         facts
+    }
+
+    /// Signs of life are stored by day number; the migration that brought them there
+    /// (schema 12) counts the same way.
+    #[test]
+    fn signs_of_life_are_dated_in_days_since_1970() {
+        assert_eq!(day_number(day("1970-01-01")), 0);
+        assert_eq!(day_number(day("2026-11-25")), 20782);
+        assert_eq!(day_number(day("1900-02-28")), -25509);
+        assert_eq!(
+            parse_signs("20782:500,0:1000").unwrap(),
+            [(day("2026-11-25"), 500), (day("1970-01-01"), 1000)]
+        );
+        assert!(parse_signs("2026-11-25:500").is_err());
     }
 
     /// A feed reads a pensioner's facts once and keeps them, but forgets them as soon as

@@ -2615,7 +2615,7 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
                 .flatten()
                 .map(|&feed_record_id| lifecert_store::LifeSign {
                     recipient_id: rid,
-                    event_date: "2026-11-25".into(),
+                    day: (d("2026-11-25") - d("1970-01-01")).num_days(),
                     feed_record_id,
                     weight_milli: 1000,
                 })

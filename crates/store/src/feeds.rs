@@ -68,13 +68,12 @@ impl WriteTx {
             .bind(&record.record_id)
             .execute(self.conn())
             .await?;
-        if let (Some(recipient_id), Some(event_date)) = (record.recipient_id, &record.event_date) {
-            let sql = self.sql(
-                "DELETE FROM life_signs WHERE recipient_id = ? AND event_date = ? AND feed_record_id = ?",
-            );
+        if let Some(recipient_id) = record.recipient_id {
+            // Among the pensioner's signs (the key's first column).
+            let sql =
+                self.sql("DELETE FROM life_signs WHERE recipient_id = ? AND feed_record_id = ?");
             sqlx::query(&sql)
                 .bind(recipient_id)
-                .bind(event_date)
                 .bind(record.id)
                 .execute(self.conn())
                 .await?;
@@ -88,15 +87,15 @@ impl WriteTx {
         signs.sort_unstable();
         for chunk in signs.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
-                "INSERT INTO life_signs (recipient_id, event_date, feed_record_id, weight_milli) VALUES {} \
-                 ON CONFLICT (recipient_id, event_date, feed_record_id) DO NOTHING",
+                "INSERT INTO life_signs (recipient_id, day, feed_record_id, weight_milli) VALUES {} \
+                 ON CONFLICT (recipient_id, day, feed_record_id) DO NOTHING",
                 value_groups(chunk.len(), 4)
             ));
             let mut q = sqlx::query(&sql);
             for s in chunk {
                 q = q
                     .bind(s.recipient_id)
-                    .bind(s.event_date.as_str())
+                    .bind(s.day)
                     .bind(s.feed_record_id)
                     .bind(s.weight_milli);
             }
@@ -296,12 +295,12 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A sign of life to store: ordered by pensioner, then date, as the table is.
+/// A sign of life to store: ordered by pensioner, then day, as the table is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LifeSign {
     pub recipient_id: i64,
-    /// `YYYY-MM-DD`.
-    pub event_date: String,
+    /// The event's date, as days since 1970-01-01.
+    pub day: i64,
     pub feed_record_id: i64,
     pub weight_milli: i64,
 }
@@ -310,7 +309,7 @@ pub struct LifeSign {
 #[derive(Debug, Clone)]
 pub struct LifeSignRow {
     pub recipient_id: i64,
-    /// `YYYY-MM-DD:weight` (thousandths), joined by commas.
+    /// `day:weight` (days since 1970-01-01, thousandths), joined by commas.
     pub signs: String,
 }
 
@@ -636,16 +635,16 @@ impl WriteTx {
         Ok(())
     }
 
-    /// The signs of life (not voided) of these pensioners dated on or after `from`: one
-    /// row per pensioner, its signs as `date:weight` joined by commas (rows, not values,
+    /// The signs of life (not voided) of these pensioners dated on or after day `from`:
+    /// one row per pensioner, its signs as `day:weight` joined by commas (rows, not values,
     /// are what reading costs).
-    pub async fn life_signs_of(&mut self, ids: &[i64], from: &str) -> Result<Vec<LifeSignRow>> {
-        let joined = string_agg(self.dialect, "event_date || ':' || weight_milli", ",");
+    pub async fn life_signs_of(&mut self, ids: &[i64], from: i64) -> Result<Vec<LifeSignRow>> {
+        let joined = string_agg(self.dialect, "day || ':' || weight_milli", ",");
         let mut out = Vec::new();
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
             let sql = self.sql(&format!(
                 "SELECT recipient_id, {joined} FROM life_signs \
-                 WHERE recipient_id IN ({}) AND event_date >= ? GROUP BY recipient_id",
+                 WHERE recipient_id IN ({}) AND day >= ? GROUP BY recipient_id",
                 in_list(chunk.len())
             ));
             let mut q = sqlx::query(&sql);

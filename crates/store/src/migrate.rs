@@ -77,6 +77,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_compact_feed_records.sql"),
         postgres: include_str!("../migrations/postgres/0011_compact_feed_records.sql"),
     },
+    Migration {
+        version: 12,
+        name: "life_sign_days",
+        sqlite: include_str!("../migrations/sqlite/0012_life_sign_days.sql"),
+        postgres: include_str!("../migrations/postgres/0012_life_sign_days.sql"),
+    },
 ];
 
 /// Applies the migrations not yet applied, up to schema `up_to`.
