@@ -650,6 +650,9 @@ struct KnownFacts {
     facts: HashMap<i64, Facts>,
     /// The audit entry that `facts` is current up to; `None` before the first look.
     as_of: Option<i64>,
+    /// Read the whole roll at the first look: the feed is large enough to name most of
+    /// it, and one pass over it costs less than a look-up per pensioner.
+    whole_roll: bool,
 }
 
 impl KnownFacts {
@@ -661,10 +664,14 @@ impl KnownFacts {
         tx: &mut WriteTx,
         ids: impl Iterator<Item = Option<i64>>,
     ) -> Result<Vec<Option<Facts>>> {
-        if let Some(since) = self.as_of {
-            for id in tx.recipients_audited_after(since).await? {
-                self.facts.remove(&id);
+        match self.as_of {
+            Some(since) => {
+                for id in tx.recipients_audited_after(since).await? {
+                    self.facts.remove(&id);
+                }
             }
+            None if self.whole_roll => self.read_whole_roll(tx).await?,
+            None => {}
         }
         self.as_of = Some(tx.audit_seq());
         let mut out = Vec::with_capacity(ids.size_hint().0);
@@ -688,6 +695,27 @@ impl KnownFacts {
             out[at] = self.facts.get(&id).copied();
         }
         Ok(out)
+    }
+
+    async fn read_whole_roll(&mut self, tx: &mut WriteTx) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut after = 0;
+        loop {
+            let page = tx.recipient_facts_page(after, ID_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            self.facts.reserve(page.len());
+            for r in page {
+                let facts = Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?;
+                self.facts.insert(r.id, facts);
+            }
+        }
+        tracing::info!(
+            pensioners = self.facts.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pensioners' facts read"
+        );
+        Ok(())
     }
 }
 
@@ -1167,7 +1195,10 @@ impl App {
             id_table: id_table.is_some(),
             matched: IdSet::default(),
             signs: Vec::new(),
-            known: KnownFacts::default(),
+            known: KnownFacts {
+                whole_roll: id_table.is_some(),
+                ..KnownFacts::default()
+            },
         };
         let work = async {
             // Owned here, so that the sequencing thread stops (and stops asking for a

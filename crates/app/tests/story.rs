@@ -1504,17 +1504,31 @@ async fn the_audit_trail_names_who_changed_after_an_entry() {
             .await
             .unwrap();
         let mut tx = app.store().begin_write().await.unwrap();
-        tx.audit(lifecert_store::AuditEntry {
+        let changed = |id| lifecert_store::AuditEntry {
             occurred_at: "2026-11-30T00:00:00Z".into(),
             actor: "test".into(),
             action: "test.changed".into(),
-            recipient_id: Some(q_id),
+            recipient_id: Some(id),
             details: "{}".into(),
-        });
-        let mut named = tx.recipients_audited_after(since).await.unwrap();
-        named.sort_unstable();
-        named.dedup();
-        assert_eq!(named, [p_id.min(q_id), p_id.max(q_id)], "{}", b.name);
+        };
+        let named = |mut ids: Vec<i64>| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        // This transaction's own: one entry written already, one still pending.
+        let before_own = tx.audit_seq();
+        tx.audit(changed(q_id));
+        tx.write_audit().await.unwrap();
+        let between = tx.audit_seq();
+        tx.audit(changed(p_id));
+        let both = vec![p_id.min(q_id), p_id.max(q_id)];
+        let after = tx.recipients_audited_after(since).await.unwrap();
+        assert_eq!(named(after), both, "{}", b.name);
+        let after = tx.recipients_audited_after(before_own).await.unwrap();
+        assert_eq!(named(after), both, "{}", b.name);
+        let after = tx.recipients_audited_after(between).await.unwrap();
+        assert_eq!(after, [p_id], "{}", b.name);
         let latest = tx.audit_seq();
         assert_eq!(
             tx.recipients_audited_after(latest).await.unwrap(),
@@ -2538,6 +2552,25 @@ async fn a_large_feed_is_matched_in_bulk_and_signs_left_pending_are_applied_late
         assert!(candidates.iter().all(|c| c.birth_date == "1948-03-02"
             && ["male", "female"].contains(&c.gender.as_str())
             && !c.name_enc.is_empty()));
+        // So are the facts a large feed checks, in its transaction.
+        let mut tx = app.store().begin_write().await.unwrap();
+        let (mut facts, mut after) = (Vec::new(), 0);
+        loop {
+            let page = tx.recipient_facts_page(after, 7).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            facts.extend(page);
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(
+            facts.iter().map(|f| f.id).collect::<Vec<_>>(),
+            ids,
+            "{}",
+            b.name
+        );
+        assert!(facts.iter().all(|f| f.birth_date == "1948-03-02"
+            && f.status == "active"
+            && f.death_date.is_none()));
         let path = b.file("cards.csv", &feed);
         let (s, lines) = ingest(&app, "card_use", &path).await;
         assert_eq!(

@@ -236,8 +236,10 @@ impl Store {
         Ok(WriteTx {
             tx,
             dialect: self.dialect,
+            began_after: head.seq(),
             head,
             pending: Vec::new(),
+            audited: Vec::new(),
             _turn: turn,
         })
     }
@@ -272,6 +274,10 @@ pub struct WriteTx {
     dialect: Dialect,
     head: audit::Head,
     pending: Vec<AuditRecord>,
+    /// The last audit entry before this transaction's own.
+    began_after: i64,
+    /// `(seq, pensioner)` of this transaction's own entries that name one.
+    audited: Vec<(i64, i64)>,
     /// Held until the transaction ends (SQLite's in-process writer queue).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -292,6 +298,9 @@ impl WriteTx {
     /// Adds an entry to the audit chain; it is written when the transaction commits.
     pub fn audit(&mut self, entry: AuditEntry) {
         let record = self.head.append(entry);
+        if let Some(recipient_id) = record.entry.recipient_id {
+            self.audited.push((record.seq, recipient_id));
+        }
         self.pending.push(record);
     }
 
@@ -313,17 +322,24 @@ impl WriteTx {
     /// change to a pensioner is audited, naming them, in the transaction that makes it, so
     /// this is what may have changed since `since`.
     pub async fn recipients_audited_after(&mut self, since: i64) -> Result<Vec<i64>> {
-        let sql = self
-            .sql("SELECT recipient_id FROM audit_log WHERE seq > ? AND recipient_id IS NOT NULL");
-        let mut ids: Vec<i64> = sqlx::query_scalar(&sql)
-            .bind(since)
-            .fetch_all(self.conn())
-            .await?;
+        // Other writers' entries can only come before this transaction's (writers take
+        // turns at the chain's head): the database is asked only about those.
+        let mut ids: Vec<i64> = Vec::new();
+        if since < self.began_after {
+            let sql = self.sql(
+                "SELECT recipient_id FROM audit_log WHERE seq > ? AND seq <= ? AND recipient_id IS NOT NULL",
+            );
+            ids = sqlx::query_scalar(&sql)
+                .bind(since)
+                .bind(self.began_after)
+                .fetch_all(self.conn())
+                .await?;
+        }
         ids.extend(
-            self.pending
+            self.audited
                 .iter()
-                .filter(|r| r.seq > since)
-                .filter_map(|r| r.entry.recipient_id),
+                .filter(|&&(seq, _)| seq > since)
+                .map(|&(_, id)| id),
         );
         Ok(ids)
     }
