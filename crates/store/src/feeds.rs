@@ -639,22 +639,29 @@ impl WriteTx {
     /// one row per pensioner, its signs as `day:weight` joined by commas (rows, not values,
     /// are what reading costs).
     pub async fn life_signs_of(&mut self, ids: &[i64], from: i64) -> Result<Vec<LifeSignRow>> {
-        let joined = string_agg(self.dialect, "day || ':' || weight_milli", ",");
-        let mut out = Vec::new();
+        let signs = string_agg(self.dialect, "day || ':' || weight_milli", ",");
+        let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FEED_INSERT_ROWS) {
-            let sql = self.sql(&format!(
-                "SELECT recipient_id, {joined} FROM life_signs \
-                 WHERE recipient_id IN ({}) AND day >= ? GROUP BY recipient_id",
-                in_list(chunk.len())
+            // All of them as one string: `pensioner=signs` joined by `;`.
+            let sql = self.sql(&joined_sql(
+                self.dialect,
+                "recipient_id || '=' || signs",
+                &format!(
+                    "SELECT recipient_id, {signs} AS signs FROM life_signs \
+                     WHERE recipient_id IN ({}) AND day >= ? GROUP BY recipient_id",
+                    in_list(chunk.len())
+                ),
             ));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.bind(from).fetch_all(self.conn()).await? {
+            let joined = q.bind(from).fetch_one(self.conn()).await?.try_get(0)?;
+            for row in joined_rows(&joined) {
+                let (id, signs) = row.split_once('=').ok_or_else(|| corrupt_row(row))?;
                 out.push(LifeSignRow {
-                    recipient_id: r.try_get(0)?,
-                    signs: r.try_get(1)?,
+                    recipient_id: id.parse().map_err(|_| corrupt_row(row))?,
+                    signs: signs.to_string(),
                 });
             }
         }
