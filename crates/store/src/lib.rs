@@ -324,17 +324,18 @@ impl WriteTx {
     pub async fn recipients_audited_after(&mut self, since: i64) -> Result<Vec<i64>> {
         // Other writers' entries can only come before this transaction's (writers take
         // turns at the chain's head): the database is asked only about those.
-        let mut ids: Vec<i64> = Vec::new();
-        if since < self.began_after {
+        let mut ids: Vec<i64> = if since < self.began_after {
             let sql = self.sql(
                 "SELECT recipient_id FROM audit_log WHERE seq > ? AND seq <= ? AND recipient_id IS NOT NULL",
             );
-            ids = sqlx::query_scalar(&sql)
+            sqlx::query_scalar(&sql)
                 .bind(since)
                 .bind(self.began_after)
                 .fetch_all(self.conn())
-                .await?;
-        }
+                .await?
+        } else {
+            Vec::new()
+        };
         ids.extend(
             self.audited
                 .iter()
