@@ -296,15 +296,30 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         let app = crate::demo::run(&dir, recipients, seed, &settings, out).await?;
         if serve {
             crate::demo::print_demo_accounts(&app, out).await?;
-            serve_until_stopped(app, addr.unwrap_or(settings.addr), &settings, out).await?;
+            serve_until_stopped(app.clone(), addr.unwrap_or(settings.addr), &settings, out).await?;
         }
+        app.store().clone().close().await;
         return Ok(ExitCode::SUCCESS);
     }
     let app = open_app(&settings, out).await?;
-    match cli.command {
+    let result = execute(&app, cli.command, &settings, actor, out).await;
+    // Closing the connections lets SQLite copy its write-ahead log into the database file
+    // and remove it, instead of leaving it for the next command.
+    app.store().clone().close().await;
+    result
+}
+
+async fn execute(
+    app: &App,
+    command: Command,
+    settings: &Settings,
+    actor: Actor,
+    out: Output,
+) -> Result<ExitCode> {
+    match command {
         Command::Demo { .. } => {}
         Command::Serve { addr } => {
-            serve_until_stopped(app, addr.unwrap_or(settings.addr), &settings, out).await?;
+            serve_until_stopped(app.clone(), addr.unwrap_or(settings.addr), settings, out).await?;
         }
         Command::User(UserCommand::Add {
             username,
@@ -332,7 +347,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             &serde_json::json!({"migrated": true}),
         ),
         Command::Import(ImportCommand::Recipients { file }) => {
-            let report = import_with_progress(&app, &actor, &file, out).await?;
+            let report = import_with_progress(app, &actor, &file, out).await?;
             out.finish(
                 || {
                     let mut s = format!(
@@ -446,7 +461,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     &actor,
                     &lifecert_app::certify::CertifyRequest {
                         recipient: lifecert_app::certify::RecipientRef::IdNumber(id_number(
-                            &app,
+                            app,
                             &a.id_number,
                         )?),
                         channel: a.channel,
@@ -479,14 +494,14 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     date,
                     source,
                 } => {
-                    app.report_death(&actor, &id_number(&app, &raw)?, date, &source)
+                    app.report_death(&actor, &id_number(app, &raw)?, date, &source)
                         .await?
                 }
                 DeathCommand::Confirm { id_number: raw } => {
-                    app.confirm_death(&actor, &id_number(&app, &raw)?).await?
+                    app.confirm_death(&actor, &id_number(app, &raw)?).await?
                 }
                 DeathCommand::Void { id_number: raw } => {
-                    app.void_death(&actor, &id_number(&app, &raw)?).await?
+                    app.void_death(&actor, &id_number(app, &raw)?).await?
                 }
             };
             out.finish(
@@ -554,7 +569,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             }
         }
         Command::Recipient(RecipientCommand::Show { id_number: raw }) => {
-            let v = app.recipient_view(&id_number(&app, &raw)?).await?;
+            let v = app.recipient_view(&id_number(app, &raw)?).await?;
             out.finish(
                 || {
                     let mut s = format!(
@@ -575,10 +590,10 @@ pub async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             );
         }
         Command::Jobs(cmd) => {
-            crate::scheduler::run_jobs_command(&app, &settings, &actor, cmd, out).await?;
+            crate::scheduler::run_jobs_command(app, settings, &actor, cmd, out).await?;
         }
         Command::Notify(cmd) => {
-            crate::notify::run_notify_command(&app, &settings.notify, cmd, out).await?;
+            crate::notify::run_notify_command(app, &settings.notify, cmd, out).await?;
         }
         Command::Stats { as_of } => {
             let c = app.counts(as_of.unwrap_or_else(|| app.today())).await?;

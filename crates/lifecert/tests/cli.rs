@@ -642,6 +642,12 @@ fn first_import_creates_database_and_key_file_and_reimport_is_idempotent() {
     let r = lc.run("import recipients roll.csv --json");
     assert!(r.success(), "{}", r.describe());
     assert!(lc.path("lifecert-data/lifecert.db").is_file());
+    // The command copied its write-ahead log into the database file before it ended.
+    let wal = std::fs::metadata(lc.path("lifecert-data/lifecert.db-wal")).map(|m| m.len());
+    assert!(
+        matches!(wal, Err(_) | Ok(0)),
+        "the write-ahead log was left behind: {wal:?}"
+    );
     let key = lc.path("lifecert-data/lifecert.key");
     assert!(key.is_file());
     #[cfg(unix)]

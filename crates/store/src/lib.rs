@@ -111,6 +111,46 @@ pub struct Store {
     /// first served, instead of sleeping in SQLite's busy handler (whose back-off made
     /// write latency jumpy under load). PostgreSQL queues on the audit head's row lock.
     sqlite_writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: asks for the write-ahead log to be copied into the database file.
+    checkpoints: Option<Checkpointer>,
+}
+
+/// Copies SQLite's write-ahead log into the database file on a connection of its own,
+/// after each commit, so that a writer goes on with its next transaction instead of
+/// doing that copy itself (SQLite's automatic checkpoint runs inside the committing
+/// call). `PASSIVE` never waits for readers or writers: what it cannot copy yet is copied
+/// by the next one. Requests made while one runs are merged into one more run; the task
+/// ends when the last handle to the store is dropped or the pool is closed.
+#[derive(Clone)]
+struct Checkpointer {
+    requests: tokio::sync::mpsc::Sender<()>,
+    /// Held while a checkpoint runs; [`Store::close`] takes it to run the last one.
+    running: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Checkpointer {
+    fn start(pool: AnyPool) -> Checkpointer {
+        let (requests, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let running = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let turn = running.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                let _running = turn.lock().await;
+                if pool.is_closed() {
+                    break;
+                }
+                // A failed checkpoint loses nothing: the log stays, and the next commit's
+                // request (or SQLite's own automatic checkpoint) tries again.
+                let _ = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await;
+            }
+        });
+        Checkpointer { requests, running }
+    }
+
+    fn request(&self) {
+        // Full means one is already asked for and will see this commit too.
+        let _ = self.requests.try_send(());
+    }
 }
 
 impl Store {
@@ -176,6 +216,10 @@ impl Store {
                             // Statement journals of multi-row inserts stay in memory
                             // instead of a temporary file written and read back per statement.
                             "PRAGMA temp_store = MEMORY",
+                            // Checkpoints are run off the writer's path, by the store's
+                            // checkpointer after each commit (see `Checkpointer`); a commit
+                            // checkpoints itself only if that falls 64 MiB behind.
+                            "PRAGMA wal_autocheckpoint = 16384",
                         ] {
                             conn.execute(pragma).await?;
                         }
@@ -189,6 +233,7 @@ impl Store {
                 StoreError::Url(format!("cannot open database {}: {e}", redact_url(&url)))
             })?;
         let store = Store {
+            checkpoints: (dialect == Dialect::Sqlite).then(|| Checkpointer::start(pool.clone())),
             pool,
             dialect,
             sqlite_writer: (dialect == Dialect::Sqlite)
@@ -235,6 +280,7 @@ impl Store {
         let head = audit::lock_head(&mut tx).await?;
         Ok(WriteTx {
             tx,
+            checkpoints: self.checkpoints.clone(),
             dialect: self.dialect,
             began_after: head.seq(),
             head,
@@ -250,7 +296,19 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the connections. On SQLite, first copies the write-ahead log into the
+    /// database file and empties it, waiting at most a second for other processes'
+    /// readers and writers: a command then leaves the database in one file, and a busy
+    /// server elsewhere only means the log is left for the next checkpoint.
     pub async fn close(self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            let _no_more = checkpoints.running.lock().await;
+            if let Ok(mut conn) = self.pool.acquire().await {
+                let _ = conn.execute("PRAGMA busy_timeout = 1000").await;
+                let _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+                conn.detach();
+            }
+        }
         self.pool.close().await;
     }
 }
@@ -271,6 +329,7 @@ pub fn redact_url(url: &str) -> String {
 
 pub struct WriteTx {
     tx: Transaction<'static, sqlx::Any>,
+    checkpoints: Option<Checkpointer>,
     dialect: Dialect,
     head: audit::Head,
     pending: Vec<AuditRecord>,
@@ -349,6 +408,9 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<()> {
         self.write_audit().await?;
         self.tx.commit().await?;
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.request();
+        }
         Ok(())
     }
 }
@@ -372,5 +434,41 @@ mod tests {
             sqlite_path("sqlite://lifecert-data/lifecert.db?mode=rwc").unwrap(),
             std::path::PathBuf::from("lifecert-data/lifecert.db")
         );
+    }
+
+    /// A commit's pages reach the database file without waiting for SQLite's automatic
+    /// checkpoint (64 MiB away here), and closing leaves no write-ahead log behind.
+    #[tokio::test]
+    async fn commits_are_checkpointed_by_the_store_and_close_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lifecert.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let before = size(&path);
+        let mut tx = store.begin_write().await.unwrap();
+        for i in 0..200 {
+            tx.audit(AuditEntry {
+                occurred_at: "2026-11-30T00:00:00Z".into(),
+                actor: "test".into(),
+                action: "test".into(),
+                recipient_id: Some(i),
+                details: format!("{{\"pad\":\"{}\"}}", "x".repeat(500)),
+            });
+        }
+        tx.commit().await.unwrap();
+        for _ in 0..100 {
+            if size(&path) > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            size(&path) > before,
+            "the committed pages stayed in the log ({before} bytes in the database file)"
+        );
+        store.close().await;
+        assert_eq!(size(&dir.path().join("lifecert.db-wal")), 0);
     }
 }
