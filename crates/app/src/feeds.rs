@@ -647,7 +647,7 @@ impl Facts {
 /// writers take turns at the audit chain's head, so nothing changes unseen.
 #[derive(Default)]
 struct KnownFacts {
-    facts: HashMap<i64, Facts>,
+    facts: FactsById,
     /// The audit entry that `facts` is current up to; `None` before the first look.
     as_of: Option<i64>,
     /// Read the whole roll at the first look: the feed is large enough to name most of
@@ -667,7 +667,7 @@ impl KnownFacts {
         match self.as_of {
             Some(since) => {
                 for id in tx.recipients_audited_after(since).await? {
-                    self.facts.remove(&id);
+                    self.facts.remove(id);
                 }
             }
             None if self.whole_roll => self.read_whole_roll(tx).await?,
@@ -677,7 +677,7 @@ impl KnownFacts {
         let mut out = Vec::with_capacity(ids.size_hint().0);
         let mut missing = Vec::new();
         for id in ids {
-            let known = id.and_then(|id| self.facts.get(&id).copied());
+            let known = id.and_then(|id| self.facts.get(id));
             if let (None, Some(id)) = (known, id) {
                 missing.push((out.len(), id));
             }
@@ -692,7 +692,7 @@ impl KnownFacts {
             self.facts.insert(r.id, facts);
         }
         for (at, id) in missing {
-            out[at] = self.facts.get(&id).copied();
+            out[at] = self.facts.get(id);
         }
         Ok(out)
     }
@@ -700,11 +700,11 @@ impl KnownFacts {
     async fn read_whole_roll(&mut self, tx: &mut WriteTx) -> Result<()> {
         let started = std::time::Instant::now();
         let mut after = 0;
+        self.facts = FactsById::Dense(Vec::new());
         loop {
             let page = tx.recipient_facts_page(after, ID_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            self.facts.reserve(page.len());
             for r in page {
                 let facts = Facts::read(&r.birth_date, &r.status, r.death_date.as_deref())?;
                 self.facts.insert(r.id, facts);
@@ -716,6 +716,74 @@ impl KnownFacts {
             "pensioners' facts read"
         );
         Ok(())
+    }
+}
+
+/// Pensioners' facts by id. A whole roll is read into a vector indexed by id (ids are
+/// handed out in sequence, so it is dense, and a look-up is one memory access instead of
+/// a hash and a probe); it becomes a map if an id far past the others turns up.
+enum FactsById {
+    Map(HashMap<i64, Facts>),
+    Dense(Vec<Option<Facts>>),
+}
+
+impl Default for FactsById {
+    fn default() -> Self {
+        FactsById::Map(HashMap::new())
+    }
+}
+
+impl FactsById {
+    fn get(&self, id: i64) -> Option<Facts> {
+        match self {
+            FactsById::Map(map) => map.get(&id).copied(),
+            FactsById::Dense(v) => usize::try_from(id)
+                .ok()
+                .and_then(|i| v.get(i).copied().flatten()),
+        }
+    }
+
+    fn insert(&mut self, id: i64, facts: Facts) {
+        if let FactsById::Dense(v) = self {
+            match usize::try_from(id) {
+                Ok(i) if i < v.len() => return v[i] = Some(facts),
+                Ok(i) if i <= 2 * v.len() + 65_536 => {
+                    v.resize(i + 1, None);
+                    return v[i] = Some(facts);
+                }
+                _ => {
+                    let map = v
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, f)| Some((i as i64, (*f)?)))
+                        .collect();
+                    *self = FactsById::Map(map);
+                }
+            }
+        }
+        if let FactsById::Map(map) = self {
+            map.insert(id, facts);
+        }
+    }
+
+    fn remove(&mut self, id: i64) {
+        match self {
+            FactsById::Map(map) => {
+                map.remove(&id);
+            }
+            FactsById::Dense(v) => {
+                if let Some(f) = usize::try_from(id).ok().and_then(|i| v.get_mut(i)) {
+                    *f = None;
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            FactsById::Map(map) => map.len(),
+            FactsById::Dense(v) => v.iter().filter(|f| f.is_some()).count(),
+        }
     }
 }
 
@@ -2273,6 +2341,39 @@ mod tests {
         assert!(parse_signs("2026-11-25:500").is_err());
     }
 
+    /// A whole roll's facts are kept in a vector by id; an id far past the others turns
+    /// it into a map without losing any, and a forgotten pensioner is unknown in either.
+    #[test]
+    fn facts_by_id_stay_right_dense_or_not() {
+        use chrono::Datelike;
+        let facts = |day: u32| Facts {
+            born: NaiveDate::from_ymd_opt(1950, 1, day).unwrap(),
+            terminated: false,
+            death: None,
+        };
+        let mut by_id = FactsById::Dense(Vec::new());
+        for id in [1, 2, 3, 5] {
+            by_id.insert(id, facts(id as u32));
+        }
+        assert!(matches!(by_id, FactsById::Dense(_)));
+        assert_eq!(by_id.len(), 4);
+        assert!(by_id.get(4).is_none() && by_id.get(0).is_none() && by_id.get(-1).is_none());
+        assert!(by_id.get(6).is_none());
+        by_id.remove(2);
+        by_id.remove(1_000_000_000);
+        assert!(by_id.get(2).is_none());
+        by_id.insert(1_000_000_000, facts(9));
+        assert!(
+            matches!(by_id, FactsById::Map(_)),
+            "a far id makes it a map"
+        );
+        assert_eq!(by_id.len(), 4);
+        for (id, day) in [(1, 1), (3, 3), (5, 5), (1_000_000_000, 9)] {
+            assert_eq!(by_id.get(id).map(|f| f.born.day()), Some(day), "id {id}");
+        }
+        assert!(by_id.get(2).is_none());
+    }
+
     /// A feed reads a pensioner's facts once and keeps them, but forgets them as soon as
     /// the audit trail names the pensioner: after a change another writer committed
     /// between two of the feed's transactions, or one made earlier in the same
@@ -2295,7 +2396,7 @@ mod tests {
         );
         assert!(facts[1].is_none(), "no id: nothing");
         assert!(facts[2].is_none(), "not on the roll: nothing");
-        assert!(!known.facts.contains_key(&99), "and stays unknown");
+        assert!(known.facts.get(99).is_none(), "and stays unknown");
 
         // Kept, not read again: a change that nothing audited goes unseen. (Only a test
         // can make one; it shows that the facts really are kept.)
