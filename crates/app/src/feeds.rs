@@ -821,14 +821,16 @@ fn unmatched_line(scheme: IdScheme, record_id: &str, rec: &FeedRecord) -> Report
         IdScheme::CnResident => "the ID number is not valid (length, date or check character)",
         IdScheme::Generic => "the ID number is not valid (4 to 32 letters and digits)",
     };
-    let reason: Cow<'static, str> = if rec.id_number.trim().is_empty() {
-        "no ID number".into()
-    } else if !valid() && rec.name.trim().is_empty() {
-        format!("{invalid} and there is no name").into()
-    } else if !valid() {
-        format!("{invalid} and nobody matches by name").into()
-    } else {
+    let no_id = rec.id_number.trim().is_empty();
+    let reason: Cow<'static, str> = if !no_id && valid() {
         "no pensioner with this ID number".into()
+    } else {
+        let id = if no_id { "no ID number" } else { invalid };
+        if rec.name.trim().is_empty() {
+            format!("{id} and there is no name").into()
+        } else {
+            format!("{id} and no pensioner matches by name, birth date, gender and region").into()
+        }
     };
     report_line(record_id, "unmatched", None, reason)
 }
@@ -1516,17 +1518,12 @@ impl App {
             };
             if let Some(m) = name_match {
                 let class = class_name(m.class);
-                let mut line = report_line(
-                    record_id,
-                    class,
-                    m.candidate_id,
-                    match m.class {
-                        lifecert_matching::Class::Unmatched => {
-                            "no pensioner matches by name, birth date, gender and region".into()
-                        }
-                        _ => name_match_reason(class),
-                    },
-                );
+                let mut line = match m.class {
+                    lifecert_matching::Class::Unmatched => {
+                        unmatched_line(self.id_scheme(), &record_id, &rec)
+                    }
+                    _ => report_line(record_id, class, m.candidate_id, name_match_reason(class)),
+                };
                 line.score = m.score.is_finite().then_some(m.score);
                 lines.push(line);
                 continue;
@@ -1752,10 +1749,13 @@ impl App {
                 };
                 continue;
             }
-            let Some(m) = m.filter(|_| class != "unmatched") else {
+            if class == "unmatched" {
                 line.reason = unmatched_line(self.id_scheme(), &p.record_id, &p.rec).reason;
+                line.score = m.as_ref().map(|m| m.score).filter(|s| s.is_finite());
                 continue;
-            };
+            }
+            // Matched by name (the class says so).
+            let Some(m) = m else { continue };
             line.score = Some(m.score);
             line.recipient_id = m.candidate_id;
             line.reason = name_match_reason(class).into();

@@ -93,16 +93,19 @@ async fn drop_databases_of_ended_runs(conn: &mut sqlx::AnyConnection) {
     }
 }
 
+/// A story's SQLite database, in a folder of its own.
+fn sqlite_backend() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        name: "sqlite",
+        url: format!("sqlite://{}/lifecert.db", dir.path().display()),
+        dir,
+        pg: None,
+    }
+}
+
 async fn backends() -> Vec<Backend> {
-    let mut out = vec![{
-        let dir = tempfile::tempdir().unwrap();
-        Backend {
-            name: "sqlite",
-            url: format!("sqlite://{}/lifecert.db", dir.path().display()),
-            dir,
-            pg: None,
-        }
-    }];
+    let mut out = vec![sqlite_backend()];
     match std::env::var("LIFECERT_TEST_POSTGRES_URL") {
         Ok(admin) => {
             sqlx::any::install_default_drivers();
@@ -1090,7 +1093,7 @@ async fn rotating_the_master_key_keeps_every_pensioner_findable() {
 
 #[tokio::test]
 async fn import_errors_name_the_real_line_with_crlf_blank_lines_and_quoted_newlines() {
-    let b = backends().await.remove(0);
+    let b = sqlite_backend();
     let app = b.app(clock()).await;
     let good = |seq| row(&id("110105", "19500101", seq), "好", "2026-06-01", "");
     let body = [
@@ -1285,6 +1288,83 @@ async fn a_feed_prepared_on_every_core_is_reported_in_its_own_order() {
             .iter()
             .enumerate()
             .all(|(n, l)| (l.class == "unmatched") == (n % 7 == 0)));
+        b.drop_pg(app).await;
+    }
+}
+
+/// A dry run reports every record as the ingest then does: the same class, score,
+/// pensioner and reason, for records unmatched by ID number and by name too.
+#[tokio::test]
+async fn a_dry_run_reports_each_record_as_the_ingest_does() {
+    for b in backends().await {
+        let app = b.app(clock()).await;
+        let people = import_forty(&app, &b).await;
+        let mut wrong_check = people[1].clone();
+        let last = if wrong_check.ends_with('1') { "2" } else { "1" };
+        wrong_check.replace_range(17..18, last);
+        let feed = b.file(
+            "both.csv",
+            &format!(
+                "record_id,id_number,name,gender,birth_date,event_date,region_code\n\
+                 d1,{},,,,2026-11-01,\n\
+                 d2,{},,,,2026-11-01,\n\
+                 d3,,張三豐,M,1931-04-09,2026-11-01,650102\n\
+                 d4,,,,,2026-11-01,\n\
+                 d5,{wrong_check},張三豐,M,1931-04-09,2026-11-01,650102\n\
+                 d6,{wrong_check},,,,2026-11-01,\n\
+                 d7,12345,張三豐,M,1931-04-09,2026-11-01,650102\n\
+                 d8,,李,M,1948-03-02,2026-11-01,650102\n",
+                people[0],
+                id("530102", "19500101", 7),
+            ),
+        );
+        let source = app.source("hospital_visit").unwrap();
+        let format = lifecert_app::feeds::FeedFormat::Csv;
+        let mut previewed = Vec::new();
+        app.preview_feed(&source, &feed, format, Some(&mut |l| previewed.push(l)))
+            .await
+            .unwrap();
+        let (_, ingested) = ingest(&app, "hospital_visit", &feed).await;
+        // Only what the ingest did with the exact match is not in the preview.
+        assert_eq!(
+            (
+                &previewed[0].class,
+                previewed[0].recipient_id,
+                previewed[0].reason.as_ref()
+            ),
+            (&"exact", ingested[0].recipient_id, "matched by ID number"),
+            "{}",
+            b.name
+        );
+        assert_eq!(previewed[1..], ingested[1..], "{}", b.name);
+        assert!(ingested[7].score.is_some(), "{:?}", ingested[7]);
+        let reasons: Vec<(&str, &str)> = ingested
+            .iter()
+            .map(|l| (l.class, l.reason.as_ref()))
+            .collect();
+        let nobody = "no pensioner matches by name, birth date, gender and region";
+        let invalid = "the ID number is not valid (length, date or check character)";
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "exact",
+                    "sign of life recorded; signs are added up per pensioner when the feed is in"
+                ),
+                ("unmatched", "no pensioner with this ID number"),
+                ("unmatched", format!("no ID number and {nobody}").as_str()),
+                ("unmatched", "no ID number and there is no name"),
+                ("unmatched", format!("{invalid} and {nobody}").as_str()),
+                (
+                    "unmatched",
+                    format!("{invalid} and there is no name").as_str()
+                ),
+                ("unmatched", format!("{invalid} and {nobody}").as_str()),
+                ("unmatched", format!("no ID number and {nobody}").as_str()),
+            ],
+            "{}",
+            b.name
+        );
         b.drop_pg(app).await;
     }
 }

@@ -389,5 +389,6 @@ async fn feeds_match_generic_identifiers_exactly() {
             .await
             .unwrap();
         assert_eq!(view.last_certified_on, "2026-11-03", "{}", b.name);
+        b.drop_pg(app).await;
     }
 }
