@@ -1685,9 +1685,13 @@ async fn feeds_apply_each_effect_once() {
         );
         assert_eq!(lines[0].recipient_id, Some(v.recipient_id));
 
-        // The same file again changes nothing.
+        // The same file again changes nothing: not even a receipt or a row id is used.
         let audit = app.store().count_rows(Table::AuditLog).await.unwrap();
+        let receipts = || count(&app, "SELECT COUNT(*) FROM feed_receipts");
+        let ids = || count(&app, "SELECT next FROM feed_record_ids");
+        let stored = (receipts().await, ids().await);
         let (again, _) = ingest(&app, "police_deregistration", &deaths).await;
+        assert_eq!((receipts().await, ids().await), stored, "{}", b.name);
         assert_eq!(
             (again.duplicates_ignored, again.deaths_suspended),
             (4, 0),

@@ -352,7 +352,8 @@ impl WriteTx {
             .bind(now)
             .fetch_one(self.conn())
             .await?;
-        // Row ids are handed out here, one per record; a record sent before leaves a gap.
+        // Row ids are handed out here, one per record; a record sent before leaves a gap
+        // (unless all of them were, see below).
         let sql = self.sql("UPDATE feed_record_ids SET next = next + ? RETURNING next");
         let next: i64 = sqlx::query_scalar(&sql)
             .bind(records.len() as i64)
@@ -408,6 +409,17 @@ impl WriteTx {
                 q.fetch_all(self.conn()).await?.into_iter().collect()
             };
             out.extend((first..id).map(|id| new.contains(&id).then_some(id)));
+        }
+        if out.iter().all(Option::is_none) {
+            // All sent before: the batch leaves no trace, not even its receipt and ids
+            // (writers take turns, so nobody has taken ids after these).
+            let sql = self.sql("UPDATE feed_record_ids SET next = ?");
+            sqlx::query(&sql)
+                .bind(next - records.len() as i64)
+                .execute(self.conn())
+                .await?;
+            let sql = self.sql("DELETE FROM feed_receipts WHERE id = ?");
+            sqlx::query(&sql).bind(receipt).execute(self.conn()).await?;
         }
         Ok(out)
     }
