@@ -787,6 +787,121 @@ impl FactsById {
     }
 }
 
+/// The stages of a feed before storing: reading rows; preparing them (fields, ID
+/// tokens, table look-up), a batch at a time on every core; putting them back in order,
+/// in chunks matched by name. What they hand over comes out of `chunks`; the sequencing
+/// thread asks for the matcher through `asked` the first time it needs one, and waits
+/// for it on `answer`.
+struct Stages {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    chunks: tokio::sync::mpsc::Receiver<Result<Vec<Prepared>>>,
+    asked: tokio::sync::mpsc::Receiver<Vec<lifecert_matching::Person>>,
+    answer: std::sync::mpsc::SyncSender<Result<std::sync::Arc<Matcher>>>,
+}
+
+impl Stages {
+    fn start(mut reader: Reader, first: RawBatch, preparer: Preparer, counting: bool) -> Stages {
+        // Each stage hands batches to the next through a short queue, and at most
+        // `in_flight` batches are between reading and the chunks.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let in_flight = 2 * workers + 2;
+        let (tx_chunks, chunks) = tokio::sync::mpsc::channel::<Result<Vec<Prepared>>>(2);
+        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<(usize, RawBatch)>(in_flight);
+        let (tx_ready, rx_ready) =
+            std::sync::mpsc::sync_channel::<(usize, Vec<Prepared>)>(in_flight);
+        let (tx_turn, rx_turn) = std::sync::mpsc::sync_channel::<()>(in_flight);
+        let mut first = Some(first);
+        let reading = tokio::task::spawn_blocking(move || {
+            for seq in 0.. {
+                if tx_turn.send(()).is_err() {
+                    return;
+                }
+                let batch = match first.take() {
+                    Some(batch) => batch,
+                    None => reader.batch(RAW_BATCH),
+                };
+                let last = batch.len() < RAW_BATCH;
+                if batch.is_empty() || tx_raw.send((seq, batch)).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let preparer = std::sync::Arc::new(preparer);
+        let rx_raw = std::sync::Arc::new(std::sync::Mutex::new(rx_raw));
+        let mut stages = vec![reading];
+        for _ in 0..workers {
+            let (rx_raw, tx_ready, preparer) = (rx_raw.clone(), tx_ready.clone(), preparer.clone());
+            stages.push(tokio::task::spawn_blocking(move || loop {
+                let next = match rx_raw.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((seq, batch)) = next else { return };
+                if tx_ready.send((seq, preparer.prepare(batch))).is_err() {
+                    return;
+                }
+            }));
+        }
+        drop(tx_ready);
+        let (ask, asked) = tokio::sync::mpsc::channel(1);
+        let (answer, answers) = std::sync::mpsc::sync_channel(1);
+        let mut link = MatcherLink {
+            ask,
+            answer: answers,
+            matcher: None,
+        };
+        stages.push(tokio::task::spawn_blocking(move || {
+            // Matches a chunk's records by name and hands it over; false when the feed
+            // stops here. (Counting matches them all at the end: see `count_feed`.)
+            let mut send = |mut chunk: Vec<Prepared>| {
+                let matched = match counting {
+                    true => Ok(chunk),
+                    false => link.classify(&mut chunk).map(|()| chunk),
+                };
+                let ok = matched.is_ok();
+                tx_chunks.blocking_send(matched).is_ok() && ok
+            };
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for (seq, prepared) in rx_ready {
+                waiting.insert(seq, prepared);
+                while let Some(prepared) = waiting.remove(&next) {
+                    next += 1;
+                    let _ = rx_turn.recv();
+                    // Counting needs no chunks of a set size: no need to cut them.
+                    if counting {
+                        if !send(prepared) {
+                            return;
+                        }
+                        continue;
+                    }
+                    for p in prepared {
+                        chunk.push(p);
+                        if chunk.len() == CHUNK {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                            if !send(full) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            // (A batch still waiting means one before it was lost: a preparing thread
+            // failed, and the feed stops with its error.)
+            if !chunk.is_empty() && waiting.is_empty() {
+                send(chunk);
+            }
+        }));
+        Stages {
+            tasks: stages,
+            chunks,
+            asked,
+            answer,
+        }
+    }
+}
+
 impl IngestState<'_> {
     /// Stores the open transaction's signs of life and lists their pensioners as pending.
     async fn store_signs(&mut self, tx: &mut WriteTx) -> Result<()> {
@@ -1127,9 +1242,9 @@ impl App {
             .await
     }
 
-    /// The pipeline: a reader thread parses and prepares chunks of records (ID numbers
-    /// normalised and turned into look-up tokens) while the previous chunk is matched and
-    /// stored in one transaction. Signs of life are added up per pensioner once the whole
+    /// The pipeline: the [`Stages`] read, prepare (ID numbers normalised and turned into
+    /// look-up tokens) and match chunks of records while the previous chunk is stored
+    /// here in one transaction. Signs of life are added up per pensioner once the whole
     /// feed is in (see [`App::apply_pending_life_signs`]).
     async fn ingest_with(
         &self,
@@ -1142,7 +1257,6 @@ impl App {
         let started = std::time::Instant::now();
         let actor = Actor::Integration(source.name.to_string());
         let mut summary = FeedSummary::default();
-        let today = self.today();
         // A large feed is matched against a table of every pensioner's ID token, on the
         // preparing threads; a small one by a look-up per record.
         // (Only if the feed carries ID numbers at all: its first rows tell.)
@@ -1151,107 +1265,20 @@ impl App {
             true => Some(std::sync::Arc::new(self.load_id_table().await?)),
             false => None,
         };
-        // Four stages: reading rows; preparing them (fields, ID tokens, table look-up),
-        // a batch at a time on every core; putting them back in order, in chunks matched
-        // by name; storing them here. Each hands batches to the next through a short
-        // queue, and at most `in_flight` batches are between reading and the chunks.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let in_flight = 2 * workers + 2;
-        let (tx_chunks, chunks) = tokio::sync::mpsc::channel::<Result<Vec<Prepared>>>(2);
-        let (tx_raw, rx_raw) = std::sync::mpsc::sync_channel::<(usize, RawBatch)>(in_flight);
-        let (tx_ready, rx_ready) =
-            std::sync::mpsc::sync_channel::<(usize, Vec<Prepared>)>(in_flight);
-        let (tx_turn, rx_turn) = std::sync::mpsc::sync_channel::<()>(in_flight);
-        let mut first = Some(first);
-        let reading = tokio::task::spawn_blocking(move || {
-            for seq in 0.. {
-                if tx_turn.send(()).is_err() {
-                    return;
-                }
-                let batch = match first.take() {
-                    Some(batch) => batch,
-                    None => reader.batch(RAW_BATCH),
-                };
-                let last = batch.len() < RAW_BATCH;
-                if batch.is_empty() || tx_raw.send((seq, batch)).is_err() || last {
-                    return;
-                }
-            }
-        });
         let counting = dry_run && report.is_none();
-        let preparer = std::sync::Arc::new(Preparer {
-            today,
+        let preparer = Preparer {
+            today: self.today(),
             keep_text: !counting,
             scheme: self.id_scheme(),
             keys: self.keys.clone(),
             table: id_table.clone(),
-        });
-        let rx_raw = std::sync::Arc::new(std::sync::Mutex::new(rx_raw));
-        let mut stages = vec![reading];
-        for _ in 0..workers {
-            let (rx_raw, tx_ready, preparer) = (rx_raw.clone(), tx_ready.clone(), preparer.clone());
-            stages.push(tokio::task::spawn_blocking(move || loop {
-                let next = match rx_raw.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                let Ok((seq, batch)) = next else { return };
-                if tx_ready.send((seq, preparer.prepare(batch))).is_err() {
-                    return;
-                }
-            }));
-        }
-        drop(tx_ready);
-        let (ask, mut asked) = tokio::sync::mpsc::channel(1);
-        let (answer, answers) = std::sync::mpsc::sync_channel(1);
-        let mut link = MatcherLink {
-            ask,
-            answer: answers,
-            matcher: None,
         };
-        stages.push(tokio::task::spawn_blocking(move || {
-            // Matches a chunk's records by name and hands it over; false when the feed
-            // stops here. (Counting matches them all at the end: see `count_feed`.)
-            let mut send = |mut chunk: Vec<Prepared>| {
-                let matched = match counting {
-                    true => Ok(chunk),
-                    false => link.classify(&mut chunk).map(|()| chunk),
-                };
-                let ok = matched.is_ok();
-                tx_chunks.blocking_send(matched).is_ok() && ok
-            };
-            let mut waiting = std::collections::BTreeMap::new();
-            let mut next = 0;
-            let mut chunk = Vec::with_capacity(CHUNK);
-            for (seq, prepared) in rx_ready {
-                waiting.insert(seq, prepared);
-                while let Some(prepared) = waiting.remove(&next) {
-                    next += 1;
-                    let _ = rx_turn.recv();
-                    // Counting needs no chunks of a set size: no need to cut them.
-                    if counting {
-                        if !send(prepared) {
-                            return;
-                        }
-                        continue;
-                    }
-                    for p in prepared {
-                        chunk.push(p);
-                        if chunk.len() == CHUNK {
-                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                            if !send(full) {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-            // (A batch still waiting means one before it was lost: a preparing thread
-            // failed, and the feed stops with its error.)
-            if !chunk.is_empty() && waiting.is_empty() {
-                send(chunk);
-            }
-        }));
+        let Stages {
+            tasks: stages,
+            chunks,
+            mut asked,
+            answer,
+        } = Stages::start(reader, first, preparer, counting);
         // The matcher is built when the sequencing thread first asks for it, while the
         // chunks before are stored.
         let serve = async {
