@@ -119,8 +119,15 @@ pub struct Store {
 /// after each commit, so that a writer goes on with its next transaction instead of
 /// doing that copy itself (SQLite's automatic checkpoint runs inside the committing
 /// call). `PASSIVE` never waits for readers or writers: what it cannot copy yet is copied
-/// by the next one. Requests made while one runs are merged into one more run; the task
-/// ends when the last handle to the store is dropped or the pool is closed.
+/// by the next one. Requests made while one runs, or in the pause after it, are merged
+/// into one more run; the task ends when the last handle to the store is dropped or the
+/// pool is closed.
+/// The least time from one checkpoint to the next. Checkpointing after every one of a
+/// server's small commits cost it 14% of its certification writes (HTTP load benchmark,
+/// 1,676 against 1,956 a second); with this pause it wrote as many as with SQLite's own
+/// checkpoints (2,099 and 2,381 against 1,929 and 2,130, interleaved).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
+
 #[derive(Clone)]
 struct Checkpointer {
     requests: tokio::sync::mpsc::Sender<()>,
@@ -135,13 +142,16 @@ impl Checkpointer {
         let turn = running.clone();
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
-                let _running = turn.lock().await;
-                if pool.is_closed() {
-                    break;
+                {
+                    let _running = turn.lock().await;
+                    if pool.is_closed() {
+                        break;
+                    }
+                    // A failed checkpoint loses nothing: the log stays, and the next
+                    // commit's request (or SQLite's own automatic checkpoint) tries again.
+                    let _ = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await;
                 }
-                // A failed checkpoint loses nothing: the log stays, and the next commit's
-                // request (or SQLite's own automatic checkpoint) tries again.
-                let _ = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await;
+                tokio::time::sleep(CHECKPOINT_PAUSE).await;
             }
         });
         Checkpointer { requests, running }
