@@ -115,6 +115,12 @@ pub struct Store {
     checkpoints: Option<Checkpointer>,
 }
 
+/// The least time from one checkpoint to the next. Checkpointing after every one of a
+/// server's small commits cost it 14% of its certification writes (HTTP load benchmark,
+/// 1,676 against 1,956 a second); with this pause it wrote as many as with SQLite's own
+/// checkpoints (2,099 and 2,381 against 1,929 and 2,130, interleaved).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
+
 /// Copies SQLite's write-ahead log into the database file on a connection of its own,
 /// after each commit, so that a writer goes on with its next transaction instead of
 /// doing that copy itself (SQLite's automatic checkpoint runs inside the committing
@@ -122,12 +128,6 @@ pub struct Store {
 /// by the next one. Requests made while one runs, or in the pause after it, are merged
 /// into one more run; the task ends when the last handle to the store is dropped or the
 /// pool is closed.
-/// The least time from one checkpoint to the next. Checkpointing after every one of a
-/// server's small commits cost it 14% of its certification writes (HTTP load benchmark,
-/// 1,676 against 1,956 a second); with this pause it wrote as many as with SQLite's own
-/// checkpoints (2,099 and 2,381 against 1,929 and 2,130, interleaved).
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
-
 #[derive(Clone)]
 struct Checkpointer {
     requests: tokio::sync::mpsc::Sender<()>,
