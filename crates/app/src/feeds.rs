@@ -931,23 +931,27 @@ fn report_line(
 }
 
 fn unmatched_line(scheme: IdScheme, record_id: &str, rec: &FeedRecord) -> ReportLine {
-    let valid = || scheme.normalise(&rec.id_number).is_some();
-    let invalid = match scheme {
-        IdScheme::CnResident => "the ID number is not valid (length, date or check character)",
-        IdScheme::Generic => "the ID number is not valid (4 to 32 letters and digits)",
-    };
+    report_line(record_id, "unmatched", None, unmatched_reason(scheme, rec))
+}
+
+/// Why neither the record's ID number nor its name found a pensioner.
+fn unmatched_reason(scheme: IdScheme, rec: &FeedRecord) -> Cow<'static, str> {
     let no_id = rec.id_number.trim().is_empty();
-    let reason: Cow<'static, str> = if !no_id && valid() {
-        "no pensioner with this ID number".into()
-    } else {
-        let id = if no_id { "no ID number" } else { invalid };
-        if rec.name.trim().is_empty() {
-            format!("{id} and there is no name").into()
-        } else {
-            format!("{id} and no pensioner matches by name, birth date, gender and region").into()
+    if !no_id && scheme.normalise(&rec.id_number).is_some() {
+        return "no pensioner with this ID number".into();
+    }
+    let id = match (no_id, scheme) {
+        (true, _) => "no ID number",
+        (false, IdScheme::CnResident) => {
+            "the ID number is not valid (length, date or check character)"
         }
+        (false, IdScheme::Generic) => "the ID number is not valid (4 to 32 letters and digits)",
     };
-    report_line(record_id, "unmatched", None, reason)
+    if rec.name.trim().is_empty() {
+        format!("{id} and there is no name").into()
+    } else {
+        format!("{id} and no pensioner matches by name, birth date, gender and region").into()
+    }
 }
 
 /// The report's reason for a record matched by name.
@@ -1777,7 +1781,7 @@ impl App {
                 continue;
             }
             if class == "unmatched" {
-                line.reason = unmatched_line(self.id_scheme(), &p.record_id, &p.rec).reason;
+                line.reason = unmatched_reason(self.id_scheme(), &p.rec);
                 line.score = m.as_ref().map(|m| m.score).filter(|s| s.is_finite());
                 continue;
             }

@@ -359,7 +359,8 @@ impl WriteTx {
             .bind(records.len() as i64)
             .fetch_one(self.conn())
             .await?;
-        let mut id = next - records.len() as i64;
+        let first_id = next - records.len() as i64;
+        let mut id = first_id;
         // SQLite's driver hands each row of a RETURNING over between threads: there the
         // count tells, and only a run with records sent before is asked which.
         let returning = self.dialect == crate::Dialect::Postgres;
@@ -415,7 +416,7 @@ impl WriteTx {
             // (writers take turns, so nobody has taken ids after these).
             let sql = self.sql("UPDATE feed_record_ids SET next = ?");
             sqlx::query(&sql)
-                .bind(next - records.len() as i64)
+                .bind(first_id)
                 .execute(self.conn())
                 .await?;
             let sql = self.sql("DELETE FROM feed_receipts WHERE id = ?");
